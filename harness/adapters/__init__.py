@@ -1,0 +1,9 @@
+"""Technique adapters. Importing this package registers every built-in adapter.
+
+Each module holds one technique (paper cited in its docstring); ``base`` holds the contract.
+"""
+
+from harness.adapters import baseline, int8, think_budget  # noqa: F401  (registration)
+from harness.adapters.base import ADAPTERS, Adapter, AdapterParams, GenerationVariant, RequestStats, register_adapter
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterParams", "GenerationVariant", "RequestStats", "register_adapter"]

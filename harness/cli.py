@@ -1,0 +1,164 @@
+"""Command line: ``python -m harness {run,validate,ls,grade,summary}``.
+
+Exit codes: 0 success, 1 a run finished with failed cells / a regrade disagreed,
+2 unusable input (invalid suite, unknown task, missing run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark LLM efficiency techniques.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _env_int(value: Optional[str]) -> Optional[int]:
+    return int(value) if value not in (None, "") else None
+
+
+@app.command()
+def run(
+    suite: str = typer.Argument(..., help="suite name (suites/<name>.yaml) or path"),
+    results: Path = typer.Option(Path("results"), "--results", "-o", help="results root"),
+    limit: Optional[str] = typer.Option(None, "--limit", "-n", help="samples per task (default: the suite's)"),
+    force: bool = typer.Option(False, "--force", help="re-run cells that are already complete"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N (default: the suite's)"),
+) -> None:
+    """Run (or resume) a suite and print the summary table."""
+    from harness.runner import run_suite
+    from harness.suite import SuiteError, resolve_path
+
+    try:
+        n = _env_int(limit)
+    except ValueError:
+        _fail(f"--limit must be a positive integer, got {limit!r}")
+    if n is not None and n < 1:
+        _fail(f"--limit must be a positive integer, got {limit!r}")
+    try:
+        report = run_suite(resolve_path(suite), results, limit=n, force=force, device=device, console=console)
+    except SuiteError as exc:
+        _fail(str(exc))
+    if report.failed:
+        err.print(f"[yellow]{report.failed} cell(s) failed; their errors are in the cell files[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(suites: list[str] = typer.Argument(..., help="suite names or paths")) -> None:
+    """Validate suite files without loading anything."""
+    from harness.suite import SuiteError, load, resolve_path
+
+    for name in suites:
+        try:
+            s = load(resolve_path(name))
+        except SuiteError as exc:
+            _fail(str(exc))
+        console.print(
+            f"[green]ok[/] {resolve_path(name)}: {len(s.models)} model(s) × {len(s.variants)} variant(s) × "
+            f"{len(s.tasks)} task(s) × {s.defaults.repeats} repeat(s)"
+        )
+
+
+@app.command("ls")
+def list_adapters() -> None:
+    """List adapters (paper, params with defaults, counters) and tasks, from the registries."""
+    from harness.adapters import ADAPTERS
+    from harness.tasks import TASKS
+
+    table = Table(title="adapters", show_lines=True)
+    for col in ("name", "paper", "params (default) — description", "counters"):
+        table.add_column(col)
+    for name in ADAPTERS.names():
+        cls = ADAPTERS.get(name)
+        params = "\n".join(
+            f"{field}={info.default!r} — {info.description or ''}" for field, info in cls.Params.model_fields.items()
+        )
+        paper = f"{cls.paper} (arXiv {cls.arxiv})" if cls.arxiv else (cls.paper or "reference")
+        table.add_row(name, paper, params or "—", "\n".join(cls.counters) or "—")
+    console.print(table)
+    tasks = Table(title="tasks")
+    for col in ("name", "version", "docs", "description"):
+        tasks.add_column(col)
+    for spec in TASKS.values():
+        tasks.add_row(spec.name, spec.version, str(spec.size), spec.description)
+    console.print(tasks)
+
+
+@app.command()
+def grade(
+    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500)"),
+    prediction: Optional[str] = typer.Option(None, "--prediction", "-p", help="model output text"),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="gold answer"),
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="re-grade every sample of this run directory"),
+) -> None:
+    """Grade one prediction, or re-grade a run's samples and report disagreements."""
+    from harness.tasks import UnknownTaskError, get_task
+
+    if run_dir is not None:
+        _regrade_run(run_dir)
+        return
+    if task is None or prediction is None or reference is None:
+        _fail("give TASK --prediction TEXT --reference TEXT, or --run RUN_DIR")
+    try:
+        result = get_task(task).grade(prediction, reference)
+    except UnknownTaskError as exc:
+        _fail(str(exc))
+    console.print(f"extracted: {result.extracted!r}\nreference: {result.reference!r}")
+    console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + f" ({result.reason})")
+
+
+def _regrade_run(run_dir: Path) -> None:
+    from harness.results import read_samples
+    from harness.tasks import get_task
+
+    if not run_dir.is_dir():
+        _fail(f"run directory not found: {run_dir}")
+    samples = read_samples(run_dir)
+    if samples.empty:
+        _fail(f"no samples under {run_dir}")
+    disagree = []
+    for row in samples.itertuples(index=False):
+        g = get_task(row.task).grade(row.output_text, row.reference)
+        if float(g.correct) != float(row.correct):
+            disagree.append((row.variant, row.task, row.doc_id, row.correct, g.correct, g.reason))
+    console.print(f"re-graded {len(samples)} samples: {len(disagree)} disagreement(s)")
+    for d in disagree:
+        console.print(f"  {d[0]} {d[1]} doc {d[2]}: stored {d[3]} now {d[4]} ({d[5]})")
+    if disagree:
+        raise typer.Exit(1)
+
+
+@app.command()
+def summary(results: Path = typer.Argument(Path("results"), help="results root or run directory")) -> None:
+    """Print the summary table of every cell under a results root."""
+    from harness.results import read_cells, summary_table
+
+    cells = read_cells(results)
+    if cells.empty:
+        _fail(f"no cells under {results}")
+    console.print(summary_table(cells))
+
+
+@app.command()
+def env() -> None:
+    """Print the settings the harness reads from the environment."""
+    from harness.models import cache_dir
+
+    console.print(json.dumps({"HARNESS_DATA_DIR": os.environ.get("HARNESS_DATA_DIR"), "cache_dir": str(cache_dir())}))
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,279 @@
+"""The decode loop every generation adapter shares.
+
+One loop over a ``transformers`` causal LM with a KV cache: a batched prefill of the
+left-padded prompts, then one step per token. Techniques are *policies* plugged into it
+(:class:`DecodePolicy`), not forks of it: a policy may force tokens for a row (budget
+forcing), veto a row's continuation, or keep its own counters. Greedy decoding with the
+default policy is token-for-token equal to ``model.generate(do_sample=False)`` (a test).
+
+Token timing (DESIGN.md §4) is taken here, with an injectable clock:
+
+* the request (batch) starts after tokenization with the inputs on the device;
+* a token's timestamp is when its id is available on the host (``.tolist()`` after the
+  step, which synchronises a CUDA device);
+* ``ttft_s`` = first token time − start (prefill included), ``latency_s`` = that
+  sequence's own last token time − start, ``itl_s`` = gaps between consecutive tokens of
+  that sequence, so ``ttft_s + sum(itl_s) == latency_s`` by construction;
+* ``tpot_s = (latency_s − ttft_s) / (output_tokens − 1)`` for more than one output token,
+  else ``None`` (the vLLM / MLPerf convention).
+
+Tokenization and detokenization lie outside the timed region.
+
+``output_tokens`` counts generated (and forced) tokens, EOS excluded; when a stop string
+ends a sequence the text is cut before it and the tokens generated up to it are counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from harness.telemetry.clock import monotonic_s
+
+
+@dataclass
+class SequenceResult:
+    """One sequence's output and timing.
+
+    Attributes:
+        token_ids: generated ids (EOS excluded), as fed back to the model.
+        text: decoded output, cut before the first stop string.
+        finish_reason: ``stop`` (EOS or stop string), ``length`` (token cap), or ``error``.
+        input_tokens: prompt length in tokens (padding excluded).
+        ttft_s, latency_s, tpot_s: seconds (see module docstring).
+        itl_s: inter-token gaps in seconds, ``len == max(output_tokens - 1, 0)``.
+        counters: the policy's per-sequence counters (e.g. ``reasoning_tokens``).
+    """
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str
+    input_tokens: int
+    ttft_s: float | None
+    latency_s: float | None
+    tpot_s: float | None
+    itl_s: list[float]
+    counters: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class RowState:
+    """Mutable per-sequence state the loop and the policy share."""
+
+    index: int
+    input_tokens: int
+    token_ids: list[int] = field(default_factory=list)
+    token_times: list[float] = field(default_factory=list)
+    forced: list[int] = field(default_factory=list)  # queue of ids the policy forces next
+    max_new_tokens: int = 0
+    finish_reason: str | None = None
+    counters: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+class DecodePolicy:
+    """Hook points of the decode loop; the default is plain greedy decoding.
+
+    Subclasses override what their technique changes. Every hook sees the rows of the
+    current batch; rows that are ``done`` are still fed a pad token (as ``generate`` does)
+    but their choices are ignored.
+    """
+
+    def begin(self, rows: list[RowState]) -> None:
+        """Called once after prefill bookkeeping, before the first token is chosen."""
+
+    def choose(self, rows: list[RowState], logits: torch.Tensor) -> list[int]:
+        """Pick each row's next token from ``logits`` (shape ``[batch, vocab]``).
+
+        Default: a forced token if the row has one queued, else the argmax.
+        """
+        greedy = logits.argmax(dim=-1).tolist()
+        return [row.forced.pop(0) if row.forced else tok for row, tok in zip(rows, greedy)]
+
+    def after_token(self, row: RowState, token: int, text_so_far: Callable[[], str]) -> None:
+        """Called after ``token`` was appended to a live row (may queue forced tokens or
+        set ``row.finish_reason``)."""
+
+    def finish(self, row: RowState) -> None:
+        """Called once per row when it is done (final counters)."""
+
+
+@dataclass
+class GenerationSettings:
+    """Settings shared by a cell's requests.
+
+    Attributes:
+        max_new_tokens: cap on generated tokens per sequence (forced tokens count).
+        stop_strings: the output is cut before the first of these and the row stops.
+        eos_token_ids: ids that end a sequence (excluded from the output).
+    """
+
+    max_new_tokens: int
+    stop_strings: Sequence[str] = ()
+    eos_token_ids: Sequence[int] = ()
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    """EOS ids from the generation config and the tokenizer (deduplicated)."""
+    ids: list[int] = []
+    for source in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if source is None:
+            continue
+        for value in source if isinstance(source, (list, tuple)) else [source]:
+            if value not in ids:
+                ids.append(int(value))
+    return ids
+
+
+def _cache_kwarg(model) -> str:
+    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None) if "cache" in output else None
+    return cache if cache is not None else output["past_key_values"]
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    settings: GenerationSettings,
+    policy: DecodePolicy | None = None,
+    max_new_tokens: list[int] | None = None,
+    clock: Callable[[], float] = monotonic_s,
+) -> list[SequenceResult]:
+    """Greedy-decode a batch of tokenized prompts with a KV cache.
+
+    Args:
+        model: a ``transformers`` causal LM (any device).
+        tokenizer: its tokenizer (for ``pad_token_id`` and decoding).
+        prompts: token ids per sequence, unpadded; the batch is left-padded here.
+        settings: token cap, stop strings, EOS ids.
+        policy: technique hooks (default: plain greedy).
+        max_new_tokens: optional per-row caps (``<= settings.max_new_tokens``).
+        clock: seconds, monotonic; injectable for tests.
+
+    Returns:
+        One :class:`SequenceResult` per prompt, in input order.
+    """
+    policy = policy or DecodePolicy()
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else settings.eos_token_ids[0]
+    eos = set(settings.eos_token_ids)
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, ids in enumerate(prompts):
+        input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention[i, width - len(ids):] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    caps = max_new_tokens or [settings.max_new_tokens] * len(prompts)
+    rows = [RowState(index=i, input_tokens=len(p), max_new_tokens=caps[i]) for i, p in enumerate(prompts)]
+    texts: dict[int, str] = {}
+
+    def text_of(row: RowState) -> Callable[[], str]:
+        def read() -> str:
+            texts[row.index] = tokenizer.decode(row.token_ids, skip_special_tokens=True)
+            return texts[row.index]
+
+        return read
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = clock()
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    cache_kw = _cache_kwarg(model)
+    out = model(
+        input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
+    )
+    cache = _cache_of(out)
+    logits = out.logits[:, -1, :].float()
+    policy.begin(rows)
+    next_positions = position_ids[:, -1:] + 1
+    while True:
+        chosen = policy.choose(rows, logits)
+        now = clock()  # ids are on the host: choose() returned Python ints
+        feed = []
+        for row, token in zip(rows, chosen):
+            if row.done:
+                feed.append(pad_id)
+                continue
+            if token in eos:
+                row.finish_reason = "stop"
+                feed.append(pad_id)
+                continue
+            row.token_ids.append(token)
+            row.token_times.append(now)
+            feed.append(token)
+            read = text_of(row)
+            if settings.stop_strings:
+                _, hit = _cut_at_stop(read(), settings.stop_strings)
+                if hit:
+                    row.finish_reason = "stop"
+                    continue
+            policy.after_token(row, token, read)
+            if not row.done and len(row.token_ids) >= row.max_new_tokens:
+                row.finish_reason = "length"
+        if all(row.done for row in rows):
+            break
+        step_ids = torch.tensor(feed, dtype=torch.long, device=device).unsqueeze(-1)
+        attention = torch.cat([attention, torch.ones_like(step_ids)], dim=-1)
+        out = model(
+            input_ids=step_ids,
+            attention_mask=attention,
+            position_ids=next_positions,
+            use_cache=True,
+            **{cache_kw: cache},
+        )
+        cache = _cache_of(out)
+        logits = out.logits[:, -1, :].float()
+        next_positions = next_positions + 1
+
+    results = []
+    for row in rows:
+        policy.finish(row)
+        text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
+        text, _ = _cut_at_stop(text, settings.stop_strings)
+        times = row.token_times
+        ttft = times[0] - start if times else None
+        latency = times[-1] - start if times else None
+        itl = [b - a for a, b in zip(times, times[1:])]
+        tpot = (latency - ttft) / (len(times) - 1) if len(times) > 1 else None
+        results.append(
+            SequenceResult(
+                token_ids=list(row.token_ids),
+                text=text,
+                finish_reason=row.finish_reason or "length",
+                input_tokens=row.input_tokens,
+                ttft_s=ttft,
+                latency_s=latency,
+                tpot_s=tpot,
+                itl_s=itl,
+                counters=dict(row.counters),
+            )
+        )
+    return results
+
+
+def batched(items: list[Any], size: int) -> list[list[Any]]:
+    """Split ``items`` into consecutive chunks of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]

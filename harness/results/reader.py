@@ -1,0 +1,228 @@
+"""The one reader of results: all cells / samples under a results root as pandas DataFrames.
+
+The summary, the dashboard and the gate all read through here. ``root`` may be a results root
+(holding ``runs/<run_id>/``), a single run directory (holding ``run.json`` and/or ``cells/``), or a
+directory of run directories (e.g. ``results/baselines/<suite>/``).
+
+Rules:
+
+- a file of a different schema MAJOR version raises :class:`SchemaVersionError` naming the file,
+  its version and the supported one;
+- a file of an older MINOR version reads with the columns it lacks as null (a newer MINOR file
+  reads too: columns unknown to this code are kept as they are);
+- temp files (``.*``, ``*.tmp``), unreadable/corrupt files and files without a schema version are
+  skipped with a :class:`ResultsReadWarning` and never counted.
+
+Dtypes: integer and bool columns come back as pandas' nullable ``Int64`` / ``boolean``; floats as
+``float64`` with NaN for null; ``itl_s`` as an object column of arrays.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.results.schema import (
+    CELL_SCHEMA,
+    SAMPLE_SCHEMA,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SchemaVersionError,
+    parse_version,
+)
+from harness.results.store import (
+    CELLS_DIR,
+    RUN_JSON,
+    RUNS_DIR,
+    SAMPLES_DIR,
+    ResultsReadWarning,
+    _read_json,
+    is_temp_name,
+)
+
+__all__ = [
+    "read_cells",
+    "read_samples",
+    "read_run",
+    "read_runs",
+    "run_dirs",
+    "SchemaVersionError",
+    "ResultsReadWarning",
+]
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / RUN_JSON).is_file() or (path / CELLS_DIR).is_dir() or (path / SAMPLES_DIR).is_dir()
+
+
+def run_dirs(root: Path | str) -> list[Path]:
+    """The run directories under ``root`` (see the module docstring), sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    if (root / RUNS_DIR).is_dir():
+        return sorted(p for p in (root / RUNS_DIR).iterdir() if p.is_dir() and not is_temp_name(p.name))
+    if _is_run_dir(root):
+        return [root]
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not is_temp_name(p.name) and _is_run_dir(p)
+    )
+
+
+def read_run(run_dir: Path | str) -> dict[str, Any]:
+    """The ``run.json`` of one run directory as a dict.
+
+    Raises:
+        FileNotFoundError: if the run directory has no ``run.json``.
+        ValueError: if it is not a JSON object (``json.JSONDecodeError`` is a ``ValueError``).
+    """
+    return _read_json(Path(run_dir) / RUN_JSON)
+
+
+def read_runs(root: Path | str) -> pd.DataFrame:
+    """One row per run under ``root`` with its ``run.json`` top-level keys (nested values as is).
+
+    Runs without a readable ``run.json`` are skipped with a warning.
+    """
+    records = []
+    for d in run_dirs(root):
+        try:
+            meta = read_run(d)
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"skipping run {d}: {exc}", ResultsReadWarning, stacklevel=2)
+            continue
+        meta.setdefault("run_id", d.name)
+        meta["run_dir"] = str(d)
+        records.append(meta)
+    return pd.DataFrame.from_records(records)
+
+
+def _files(root: Path | str, sub: str, run_id: str | None, cell_hash: str | None) -> Iterator[Path]:
+    for d in run_dirs(root):
+        if run_id is not None and d.name != run_id:
+            continue
+        folder = d / sub
+        if not folder.is_dir():
+            continue
+        if cell_hash is not None:
+            candidates = [folder / f"{cell_hash}.parquet"]
+        else:
+            candidates = sorted(folder.glob("*.parquet"))
+        for p in candidates:
+            if p.is_file() and not is_temp_name(p.name):
+                yield p
+
+
+def _skip(path: Path, why: object) -> None:
+    warnings.warn(f"skipping results file {path}: {why}", ResultsReadWarning, stacklevel=3)
+
+
+def _read_file(path: Path, expected: pa.Schema) -> pa.Table | None:
+    """Read one file conformed to ``expected``; None (with a warning) when it must be skipped."""
+    try:
+        file_schema = pq.read_schema(path)
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, not parquet
+        _skip(path, exc)
+        return None
+    raw = (file_schema.metadata or {}).get(SCHEMA_VERSION_KEY.encode())
+    if raw is None:
+        _skip(path, f"no '{SCHEMA_VERSION_KEY}' in its metadata (not written by harness.results)")
+        return None
+    try:
+        major, minor = parse_version(raw)
+    except ValueError as exc:
+        _skip(path, exc)
+        return None
+    supported_major, _ = parse_version(SCHEMA_VERSION)
+    if major != supported_major:
+        raise SchemaVersionError(
+            f"{path} was written with results schema version {major}.{minor}, but this harness "
+            f"reads schema version {SCHEMA_VERSION} (MAJOR {supported_major} only). Read it with a "
+            f"harness release of schema MAJOR {major}, or migrate the file."
+        )
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001
+        _skip(path, exc)
+        return None
+    try:
+        return _conform(table, expected)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        _skip(path, f"columns do not match the schema: {exc}")
+        return None
+
+
+def _conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
+    """Columns of ``expected`` in its order and types (missing ones null), then any others."""
+    n = table.num_rows
+    arrays: list[pa.ChunkedArray | pa.Array] = []
+    fields: list[pa.Field] = []
+    for field in expected:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            if not col.type.equals(field.type):
+                col = col.cast(field.type)
+            arrays.append(col)
+        else:
+            arrays.append(pa.nulls(n, type=field.type))
+        fields.append(field.with_nullable(True))
+    for name in table.column_names:
+        if name not in expected.names:
+            arrays.append(table.column(name))
+            fields.append(table.schema.field(name).with_nullable(True))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_PANDAS_TYPES = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def _to_pandas(tables: list[pa.Table], expected: pa.Schema) -> pd.DataFrame:
+    if tables:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    else:
+        table = expected.empty_table()
+    table = table.replace_schema_metadata(None)
+    return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+def read_cells(root: Path | str, run_id: str | None = None) -> pd.DataFrame:
+    """All cell rows under ``root`` (optionally one run), one row per cell file.
+
+    Columns: every column of ``CELL_SCHEMA`` in order, then any ``counter_*`` (and newer) columns.
+    An empty root gives an empty frame with those columns.
+
+    Raises:
+        SchemaVersionError: if a file has a different schema MAJOR version.
+    """
+    tables = [
+        t
+        for p in _files(root, CELLS_DIR, run_id, None)
+        if (t := _read_file(p, CELL_SCHEMA)) is not None
+    ]
+    return _to_pandas(tables, CELL_SCHEMA)
+
+
+def read_samples(
+    root: Path | str, run_id: str | None = None, cell_hash: str | None = None
+) -> pd.DataFrame:
+    """All sample rows under ``root``, optionally only one run's and/or one cell's.
+
+    Raises:
+        SchemaVersionError: if a file has a different schema MAJOR version.
+    """
+    tables = [
+        t
+        for p in _files(root, SAMPLES_DIR, run_id, cell_hash)
+        if (t := _read_file(p, SAMPLE_SCHEMA)) is not None
+    ]
+    return _to_pandas(tables, SAMPLE_SCHEMA)

@@ -1,0 +1,365 @@
+"""The one place that owns the results columns and their version.
+
+Every cell row (one per model x variant x task x repeat) and every sample row (one per evaluated
+request) stored under ``results/`` follows the Arrow schemas defined here. Column names carry their
+SI unit (``*_s``, ``*_j``, ``*_w``, ``*_bytes``); see ``docs/CONTRACTS.md`` and DESIGN section 4.
+
+Versioning (``MAJOR.MINOR``, stored in each Parquet file's key-value metadata under
+``harness_schema_version``):
+
+- adding a column bumps MINOR; files written with an older MINOR read with that column as null;
+- removing, renaming or retyping a column bumps MAJOR; readers refuse a different MAJOR with
+  :class:`SchemaVersionError`.
+
+Adapter counters are open-ended: any key named ``counter_<name>`` is accepted and stored as a
+``float64`` column appended after the fixed ones. Any other unknown key is refused with a
+``ValueError`` so that a typo never silently creates a column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_KEY",
+    "COUNTER_PREFIX",
+    "CELL_SCHEMA",
+    "SAMPLE_SCHEMA",
+    "CELL_COLUMNS",
+    "SAMPLE_COLUMNS",
+    "CELL_STATUSES",
+    "FINISH_REASONS",
+    "SchemaVersionError",
+    "parse_version",
+    "is_counter_column",
+    "with_counters",
+    "cell_table",
+    "sample_table",
+]
+
+SCHEMA_VERSION = "1.0"
+"""Current results schema version, ``MAJOR.MINOR``."""
+
+SCHEMA_VERSION_KEY = "harness_schema_version"
+"""Parquet key-value metadata key holding the schema version of a file."""
+
+COUNTER_PREFIX = "counter_"
+_COUNTER_RE = re.compile(r"^counter_[A-Za-z0-9_]+$")
+
+CELL_STATUSES = ("ok", "error")
+FINISH_REASONS = ("stop", "length", "error")
+
+_STR = pa.string()
+_F64 = pa.float64()
+_I64 = pa.int64()
+_BOOL = pa.bool_()
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+CELL_SCHEMA = pa.schema(
+    [
+        # identity
+        _f("run_id", _STR, nullable=False),
+        _f("cell_hash", _STR, nullable=False),
+        _f("params_hash", _STR),
+        _f("hardware_id", _STR),
+        _f("suite", _STR),
+        _f("model", _STR),
+        _f("dtype", _STR),
+        _f("device", _STR),
+        _f("batch_size", _I64),
+        _f("variant", _STR),
+        _f("adapter", _STR),
+        _f("params_json", _STR),
+        _f("task", _STR),
+        _f("task_version", _STR),
+        _f("limit", _I64),
+        _f("repeat", _I64),
+        _f("seed", _I64),
+        _f("status", _STR, nullable=False),  # ok | error
+        _f("error", _STR),
+        _f("started_at", _STR),  # ISO-8601 UTC
+        _f("finished_at", _STR),  # ISO-8601 UTC
+        # accuracy
+        _f("n", _I64),
+        _f("accuracy", _F64),
+        _f("accuracy_ci95_low", _F64),
+        _f("accuracy_ci95_high", _F64),
+        _f("n_correct", _F64),  # sum of per-sample correctness (a count for bool grades)
+        # tokens / latency, computed from the samples
+        _f("output_tokens_mean", _F64),
+        _f("output_tokens_total", _I64),
+        _f("input_tokens_mean", _F64),
+        _f("truncation_rate", _F64),
+        _f("latency_p50_s", _F64),
+        _f("latency_p90_s", _F64),
+        _f("latency_p99_s", _F64),
+        _f("ttft_p50_s", _F64),
+        _f("tpot_p50_s", _F64),
+        _f("throughput_tok_per_s", _F64),
+        _f("generation_time_s", _F64),
+        _f("tokens_per_correct", _F64),
+        # model size
+        _f("param_bytes", _I64),
+        _f("compression_ratio", _F64),
+        # telemetry (keys of WindowResult.as_columns())
+        _f("duration_s", _F64),
+        _f("energy_j", _F64),
+        _f("energy_source", _STR),
+        _f("energy_estimated", _BOOL),
+        _f("energy_attributed", _BOOL),
+        _f("energy_counter_j", _F64),
+        _f("energy_integral_j", _F64),
+        _f("energy_assumed_power_w", _F64),
+        _f("avg_power_w", _F64),
+        _f("idle_power_w", _F64),
+        _f("idle_power_source", _STR),
+        _f("co2_kg", _F64),
+        _f("co2_source", _STR),
+        _f("peak_rss_bytes", _I64),
+        _f("peak_rss_source", _STR),
+        _f("peak_allocated_bytes", _I64),
+        _f("peak_reserved_bytes", _I64),
+        _f("peak_device_used_bytes", _I64),
+        _f("peak_process_device_used_bytes", _I64),
+        _f("gpu_util_mean", _F64),
+        _f("sampler_period_s", _F64),
+        _f("sampler_achieved_period_s", _F64),
+        _f("sampler_missed_ticks", _I64),
+        _f("flag_short_window", _BOOL),
+        _f("flag_counter_reset", _BOOL),
+        # derived energy
+        _f("energy_per_token_j", _F64),
+        _f("energy_per_correct_j", _F64),  # null when nothing is correct
+    ]
+)
+"""Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        _f("run_id", _STR, nullable=False),
+        _f("cell_hash", _STR, nullable=False),
+        _f("model", _STR),
+        _f("variant", _STR),
+        _f("task", _STR),
+        _f("doc_id", _I64, nullable=False),  # lm-eval's doc index within the task
+        _f("prompt_hash", _STR),
+        _f("prompt_text", _STR),
+        _f("output_text", _STR),
+        _f("extracted_answer", _STR),
+        _f("reference", _STR),
+        _f("correct", _F64),  # bool grades stored as 1.0 / 0.0, float scores as is
+        _f("grade_reason", _STR),
+        _f("input_tokens", _I64),
+        _f("output_tokens", _I64),
+        _f("finish_reason", _STR),  # stop | length | error
+        _f("latency_s", _F64),
+        _f("ttft_s", _F64),
+        _f("tpot_s", _F64),
+        _f("itl_s", pa.list_(_F64)),
+        _f("batch_size", _I64),
+        _f("counters_json", _STR),
+    ]
+)
+"""Arrow schema of a sample row (fixed part; ``counter_*`` columns are appended per table)."""
+
+CELL_COLUMNS: tuple[str, ...] = tuple(CELL_SCHEMA.names)
+SAMPLE_COLUMNS: tuple[str, ...] = tuple(SAMPLE_SCHEMA.names)
+
+
+class SchemaVersionError(ValueError):
+    """A results file was written with a schema MAJOR version this code cannot read."""
+
+
+def parse_version(version: str | bytes) -> tuple[int, int]:
+    """Parse ``"MAJOR.MINOR"`` into a pair of ints.
+
+    Raises:
+        ValueError: if the string is not ``MAJOR.MINOR`` with non-negative integers.
+    """
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", errors="replace")
+    m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", str(version))
+    if not m:
+        raise ValueError(f"schema version {version!r} is not of the form MAJOR.MINOR")
+    return int(m.group(1)), int(m.group(2))
+
+
+def is_counter_column(name: str) -> bool:
+    """True for an adapter counter column name (``counter_<letters, digits, _>``)."""
+    return bool(_COUNTER_RE.match(name))
+
+
+def with_counters(schema: pa.Schema, counter_names: Iterable[str]) -> pa.Schema:
+    """Return ``schema`` with ``float64`` fields appended for each counter name not already in it.
+
+    Counters are appended in sorted order so that the same set of names gives the same schema.
+    """
+    out = schema
+    for name in sorted(set(counter_names)):
+        if name in out.names:
+            continue
+        if not is_counter_column(name):
+            raise ValueError(f"{name!r} is not a counter column name (counter_<letters, digits, _>)")
+        out = out.append(pa.field(name, _F64, nullable=True))
+    return out
+
+
+def _schema_metadata() -> dict[bytes, bytes]:
+    return {SCHEMA_VERSION_KEY.encode(): SCHEMA_VERSION.encode()}
+
+
+def _unknown_key_error(kind: str, unknown: Sequence[str], known: Sequence[str]) -> ValueError:
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    return ValueError(
+        f"unknown {kind} column(s): {', '.join(hints)}. Columns are defined in "
+        f"harness/results/schema.py (add them there and bump SCHEMA_VERSION's MINOR); adapter "
+        f"counters must be named '{COUNTER_PREFIX}<name>'."
+    )
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+class _Refused(ValueError):
+    """A value that pyarrow would accept only by losing information."""
+
+
+def _coerce(value: Any, type_: pa.DataType) -> Any:
+    """Light, lossless coercions that ``pa.array`` does not do on its own."""
+    if value is None:
+        return None
+    if pa.types.is_string(type_):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (bool, Integral, Real)):  # e.g. task_version 1.0, numeric reference
+            return str(value)
+        return value  # let pyarrow refuse it with its own message
+    if pa.types.is_boolean(type_):
+        if isinstance(value, Integral) and value in (0, 1):
+            return bool(value)
+        return value
+    if pa.types.is_integer(type_):
+        # pyarrow truncates 0.5 to 0 silently: refuse anything that is not a whole number
+        if isinstance(value, Real) and not isinstance(value, Integral):
+            f = float(value)
+            if math.isnan(f):
+                return None
+            if not f.is_integer():
+                raise _Refused("not a whole number")
+            return int(f)
+        return value
+    if pa.types.is_list(type_):
+        if value is not None and not isinstance(value, (list, tuple)):
+            try:
+                return [float(x) for x in value]  # numpy arrays and other iterables
+            except TypeError:
+                return value
+        return value
+    return value
+
+
+def _column(name: str, values: list[Any], field: pa.Field, kind: str) -> pa.Array:
+    coerced = []
+    for i, v in enumerate(values):
+        try:
+            coerced.append(_coerce(v, field.type))
+        except _Refused as exc:
+            raise ValueError(f"{kind} column {name!r} expects {field.type} (row {i}: {v!r}): {exc}") from None
+    try:
+        return pa.array(coerced, type=field.type, from_pandas=True)  # NaN -> null
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        bad = next(((i, v) for i, v in enumerate(values) if not _fits(v, field.type)), (None, None))
+        where = f" (row {bad[0]}: {bad[1]!r})" if bad[0] is not None else ""
+        raise ValueError(f"{kind} column {name!r} expects {field.type}{where}: {exc}") from exc
+
+
+def _fits(value: Any, type_: pa.DataType) -> bool:
+    try:
+        pa.array([_coerce(value, type_)], type=type_, from_pandas=True)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return False
+
+
+def _build_table(rows: Sequence[Mapping[str, Any]], base: pa.Schema, kind: str) -> pa.Table:
+    if isinstance(rows, Mapping):
+        raise TypeError(f"{kind}_table expects a list of row dicts, got a single dict")
+    known = set(base.names)
+    counters: set[str] = set()
+    unknown: list[str] = []
+    for row in rows:
+        for key in row:
+            if key in known:
+                continue
+            if isinstance(key, str) and is_counter_column(key):
+                counters.add(key)
+            elif key not in unknown:
+                unknown.append(key)
+    if unknown:
+        raise _unknown_key_error(kind, unknown, list(base.names))
+    schema = with_counters(base, counters)
+    arrays = []
+    for field in schema:
+        values = [row.get(field.name) for row in rows]
+        if not field.nullable:
+            missing = [i for i, v in enumerate(values) if _is_missing(v)]
+            if missing:
+                raise ValueError(
+                    f"{kind} column {field.name!r} is required but missing/null in row(s) {missing[:10]}"
+                )
+        arrays.append(_column(field.name, values, field, kind))
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return table.replace_schema_metadata(_schema_metadata())
+
+
+def cell_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Build a cell table (schema :data:`CELL_SCHEMA` + ``counter_*``) from row dicts.
+
+    Missing known columns are filled with nulls; extra ``counter_*`` keys become ``float64``
+    columns. ``status`` must be ``"ok"`` or ``"error"``. The table's schema metadata carries
+    ``harness_schema_version``.
+
+    Raises:
+        ValueError: on an unknown non-counter key, a missing required key (``run_id``,
+            ``cell_hash``, ``status``), an invalid status, or a value of the wrong type.
+    """
+    for i, row in enumerate(rows):
+        status = row.get("status")
+        if status is not None and status not in CELL_STATUSES:
+            raise ValueError(f"cell row {i}: status must be one of {CELL_STATUSES}, got {status!r}")
+    return _build_table(rows, CELL_SCHEMA, "cell")
+
+
+def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Build a sample table (schema :data:`SAMPLE_SCHEMA` + ``counter_*``) from row dicts.
+
+    Missing known columns are filled with nulls; bool ``correct`` values are stored as 1.0/0.0;
+    ``itl_s`` takes any sequence of floats (list, tuple, numpy array).
+
+    Raises:
+        ValueError: on an unknown non-counter key, a missing required key (``run_id``,
+            ``cell_hash``, ``doc_id``), an invalid ``finish_reason``, or a value of the wrong type.
+    """
+    for i, row in enumerate(rows):
+        fr = row.get("finish_reason")
+        if fr is not None and fr not in FINISH_REASONS:
+            raise ValueError(
+                f"sample row {i}: finish_reason must be one of {FINISH_REASONS}, got {fr!r}"
+            )
+    return _build_table(rows, SAMPLE_SCHEMA, "sample")

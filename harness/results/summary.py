@@ -1,0 +1,180 @@
+"""A terminal summary of cells (rich table). Display-only unit conversion happens here and only here.
+
+Stored values stay in SI units; this module turns them into readable strings (percentages, ms,
+mJ/kJ) for people.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from harness.results.pareto import COST_AXES, DEFAULT_GROUP_COLS, pareto_front
+
+__all__ = ["summary_table", "front_axis", "format_seconds", "format_energy", "format_accuracy"]
+
+_MISSING = "—"
+
+
+def _num(v: Any) -> float | None:
+    if v is None or v is pd.NA:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _str(v: Any) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return str(v)
+
+
+def format_seconds(v: Any) -> str:
+    """Seconds as ``µs``/``ms``/``s`` with three significant digits; ``—`` for null."""
+    x = _num(v)
+    if x is None:
+        return _MISSING
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x * 1e6:.3g} µs"
+    if abs(x) < 1:
+        return f"{x * 1e3:.3g} ms"
+    return f"{x:.3g} s" if abs(x) < 1000 else f"{x:,.0f} s"
+
+
+def format_energy(v: Any, source: Any = None) -> str:
+    """Joules as ``mJ``/``J``/``kJ`` followed by the source, e.g. ``12.3 J (codecarbon_estimate)``."""
+    x = _num(v)
+    src = _str(source)
+    if x is None:
+        text = _MISSING
+    elif x != 0 and abs(x) < 1:
+        text = f"{x * 1e3:.3g} mJ"
+    elif abs(x) < 1000:
+        text = f"{x:.3g} J"
+    else:
+        text = f"{x / 1e3:.3g} kJ"
+    return f"{text} ({src})" if src else text
+
+
+def format_accuracy(acc: Any, low: Any, high: Any) -> str:
+    """Accuracy and its 95 % interval as percentages, e.g. ``80.0% [49.0–94.3]``."""
+    a = _num(acc)
+    if a is None:
+        return _MISSING
+    lo, hi = _num(low), _num(high)
+    if lo is None or hi is None:
+        return f"{a * 100:.1f}%"
+    return f"{a * 100:.1f}% [{lo * 100:.1f}–{hi * 100:.1f}]"
+
+
+def _has_values(df: pd.DataFrame, col: str) -> bool:
+    return col in df.columns and pd.to_numeric(df[col], errors="coerce").notna().any()
+
+
+def front_axis(cells_df: pd.DataFrame) -> str | None:
+    """The cost axis the summary's front uses: energy per token when any ok cell has it, else
+    latency p50 when any has that, else None."""
+    ok = cells_df[cells_df["status"] == "ok"] if "status" in cells_df.columns else cells_df
+    for name in ("energy_per_token_j", "latency_p50_s"):
+        if _has_values(ok, COST_AXES[name].column):
+            return name
+    return None
+
+
+def _distinct(df: pd.DataFrame, col: str) -> int:
+    return df[col].nunique(dropna=False) if col in df.columns else 0
+
+
+def summary_table(cells_df: pd.DataFrame, title: str | None = "Results") -> Table:
+    """A rich table, one row per cell (variant x task; model/batch/repeat shown when they vary).
+
+    Columns: accuracy with its 95 % interval (percentage), n, mean output tokens, p50 latency,
+    energy with its source, status, and ``front`` (✓ when the cell is on the accuracy vs
+    energy-per-token Pareto front of its (model, task, hardware, batch size) slice; latency p50
+    is used when no cell has energy; the caption says which). Only ``status == "ok"`` cells compete.
+    """
+    df = cells_df.reset_index(drop=True)
+    table = Table(title=title, show_lines=False)
+    if df.empty:
+        table.caption = "no cells"
+        for col in ("task", "variant", "accuracy (95% CI)", "status"):
+            table.add_column(col)
+        return table
+
+    axis = front_axis(df)
+    on_front = pd.Series(False, index=df.index)
+    if axis is not None and "accuracy" in df.columns:
+        ok = df["status"] == "ok" if "status" in df.columns else pd.Series(True, index=df.index)
+        groups = [c for c in DEFAULT_GROUP_COLS if c in df.columns]
+        on_front.loc[ok[ok].index] = pareto_front(
+            df[ok], cost_col=COST_AXES[axis].column, group_cols=groups
+        )
+    if axis == "energy_per_token_j":
+        table.caption = "front ✓: Pareto front of accuracy vs energy per output token"
+    elif axis == "latency_p50_s":
+        table.caption = (
+            "front ✓: Pareto front of accuracy vs latency p50 (no energy measured for any cell)"
+        )
+    else:
+        table.caption = "front: not computed (neither energy nor latency available)"
+
+    show_model = _distinct(df, "model") > 1
+    show_batch = _distinct(df, "batch_size") > 1
+    show_repeat = _distinct(df, "repeat") > 1
+    sort_cols = [c for c in ("task", "model", "variant", "batch_size", "repeat") if c in df.columns]
+    order = df.sort_values(sort_cols, na_position="last", kind="stable").index if sort_cols else df.index
+
+    table.add_column("task")
+    if show_model:
+        table.add_column("model")
+    table.add_column("variant")
+    if show_batch:
+        table.add_column("batch", justify="right")
+    if show_repeat:
+        table.add_column("repeat", justify="right")
+    table.add_column("n", justify="right")
+    table.add_column("accuracy (95% CI)", justify="right")
+    table.add_column("out tokens (mean)", justify="right")
+    table.add_column("latency p50", justify="right")
+    table.add_column("energy", justify="right")
+    table.add_column("status")
+    table.add_column("front", justify="center")
+
+    def get(row: pd.Series, col: str) -> Any:
+        return row[col] if col in row.index else None
+
+    for i in order:
+        row = df.loc[i]
+        status = _str(get(row, "status")) or _MISSING
+        if status == "error" and _str(get(row, "error")):
+            msg = _str(get(row, "error")) or ""
+            status = f"error: {msg[:60]}{'…' if len(msg) > 60 else ''}"
+        toks = _num(get(row, "output_tokens_mean"))
+        n = _num(get(row, "n"))
+        cells = [_str(get(row, "task")) or _MISSING]
+        if show_model:
+            cells.append(_str(get(row, "model")) or _MISSING)
+        cells.append(_str(get(row, "variant")) or _MISSING)
+        if show_batch:
+            cells.append(_str(get(row, "batch_size")) or _MISSING)
+        if show_repeat:
+            cells.append(_str(get(row, "repeat")) or _MISSING)
+        cells += [
+            f"{n:.0f}" if n is not None else _MISSING,
+            format_accuracy(
+                get(row, "accuracy"), get(row, "accuracy_ci95_low"), get(row, "accuracy_ci95_high")
+            ),
+            f"{toks:.1f}" if toks is not None else _MISSING,
+            format_seconds(get(row, "latency_p50_s")),
+            format_energy(get(row, "energy_j"), get(row, "energy_source")),
+            status,
+            "✓" if bool(on_front[i]) else "",
+        ]
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,201 @@
+"""GSM8K (openai/gsm8k, config main, test split; 1319 problems): exact numeric grading.
+
+Extraction: the content of the last balanced ``\\boxed{...}`` if there is one, else the last number
+in the text. Both sides are compared as exact rationals after normalization, so "18", "18.0",
+"$18.00", "\\boxed{18}" all match 18 and "1,000" matches 1000.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+
+from harness.tasks.grading import Grade, last_boxed
+from harness.tasks.spec import TaskSpec
+
+__all__ = [
+    "TASK",
+    "extract_answer",
+    "format_number",
+    "grade_gsm8k",
+    "last_number",
+    "parse_number",
+    "reference_from_answer",
+]
+
+# Longer than any sane numeric answer; guards Fraction/int against pathological strings.
+_MAX_NUMBER_CHARS = 200
+
+# A number in running text: thousands-grouped ("1,234,567.5") or plain ("1234", "3.5", ".5").
+# The sign is captured separately and only honoured when the '-' is not a binary minus.
+_NUMBER_IN_TEXT_RE = re.compile(
+    r"(?P<sign>-)?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]\d)|\d+(?:\.\d+)?|\.\d+)"
+)
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
+_GROUPED_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_LATEX_FRAC_RE = re.compile(r"(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}")
+_SLASH_FRAC_RE = re.compile(r"(-?\d+)/(-?\d+)")
+# \text{...}-like wrappers whose content we keep (units, "dollars", ...).
+_TEXT_WRAPPER_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+
+
+def _clean(text: str) -> str:
+    """Strip LaTeX/currency/percent decoration around a number."""
+    s = text
+    for _ in range(3):  # nested wrappers, e.g. \textbf{\text{18}}
+        s = _TEXT_WRAPPER_RE.sub(r" \1 ", s)
+    s = s.replace("{,}", ",").replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", " ")
+    s = s.replace("\\$", " ").replace("$", " ").replace("\\%", " ").replace("%", " ")
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?", " ", s)
+    s = s.replace("\\left", "").replace("\\right", "")
+    return s.strip()
+
+
+def parse_number(text: str) -> Fraction | None:
+    """Exact value of a string that is one number, after normalization; None if it is not one.
+
+    Accepts "18", "-3", "18.00", "$1,000", "1{,}000", "25\\%", "18.", "\\frac{3}{4}", "3/4", "\\$18".
+    """
+    if text is None:
+        return None
+    s = _clean(text).replace(" ", "")
+    if not s or len(s) > _MAX_NUMBER_CHARS:
+        return None
+    s = s.rstrip(".")
+    if _GROUPED_RE.fullmatch(s):
+        s = s.replace(",", "")
+    try:
+        if _PLAIN_NUMBER_RE.fullmatch(s):
+            return Fraction(Decimal(s))
+        m = _LATEX_FRAC_RE.fullmatch(s)
+        if m:
+            value = Fraction(int(m.group(2)), int(m.group(3)))
+            return -value if m.group(1) else value
+        m = _SLASH_FRAC_RE.fullmatch(s)
+        if m:
+            return Fraction(int(m.group(1)), int(m.group(2)))
+    except (ValueError, ZeroDivisionError, ArithmeticError):
+        return None
+    return None
+
+
+def format_number(value: Fraction) -> str:
+    """Canonical text of an exact value: "18", "-3", "0.25", or "1/3" when no finite decimal exists."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    den = value.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    if den == 1:
+        text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _last_number_match(text: str) -> tuple[str, int] | None:
+    """(number text, end offset) of the last number in ``text``; see ``last_number``."""
+    last: re.Match[str] | None = None
+    for last in _NUMBER_IN_TEXT_RE.finditer(text):
+        pass
+    if last is None:
+        return None
+    num = last.group("num")
+    if last.group("sign"):
+        before = text[: last.start()].rstrip()
+        # "16-3", "x - 3", ") - 3" are subtractions; "= -3", "is -3", "$-3" or start of text are signs.
+        if not before or not (before[-1].isalnum() or before[-1] in ")]}"):
+            num = "-" + num
+    return num, last.end()
+
+
+def last_number(text: str) -> str | None:
+    """The last number in running text (thousands commas kept; a '-' counts only when it is unary)."""
+    if not text:
+        return None
+    m = _last_number_match(text)
+    return m[0] if m else None
+
+
+def _number_in_boxed(content: str) -> Fraction | None:
+    """Value of a \\boxed{} content: the whole content if it is one number, else its last number."""
+    cleaned = _clean(content)
+    value = parse_number(cleaned)
+    if value is not None:
+        return value
+    # e.g. "18 \\text{ dollars}", "x = 5", "2 \\times 9 = 18", "\\frac{3}{4} \\text{ cup}": the last number.
+    candidates: list[tuple[int, Fraction]] = []
+    for m in _LATEX_FRAC_RE.finditer(cleaned):
+        v = parse_number(m.group(0))
+        if v is not None:
+            candidates.append((m.end(), v))
+    m2 = _last_number_match(cleaned)
+    if m2 is not None:
+        v = parse_number(m2[0])
+        if v is not None:
+            candidates.append((m2[1], v))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: c[0])[1]
+
+
+def extract_answer(output_text: str) -> tuple[Fraction | None, str | None, str]:
+    """(value, extracted text, how) from a model output; value None when nothing usable was found.
+
+    ``how`` is "boxed" or "last number", or a failure reason.
+    """
+    boxed = last_boxed(output_text or "")
+    if boxed is not None:
+        value = _number_in_boxed(boxed)
+        if value is None:
+            return None, boxed, "no number in \\boxed{}"
+        return value, format_number(value), "boxed"
+    raw = last_number(output_text or "")
+    if raw is None:
+        return None, None, "no \\boxed{} or number found"
+    value = parse_number(raw)
+    if value is None:  # e.g. a 5000-digit number
+        return None, raw[:_MAX_NUMBER_CHARS], "unparsable number"
+    return value, format_number(value), "last number"
+
+
+def reference_from_answer(answer: str) -> str:
+    """The number after the last ``####`` of a GSM8K ``answer`` field, commas stripped."""
+    if "####" not in answer:
+        raise ValueError("GSM8K answer has no '####' line")
+    return answer.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def grade_gsm8k(output_text: str, reference: str) -> Grade:
+    """Exact numeric comparison of the extracted answer with the reference number. Never raises."""
+    try:
+        ref_value = parse_number(reference)
+        if ref_value is None:
+            return Grade(False, None, reference, f"unparsable reference: {reference!r}")
+        value, extracted, how = extract_answer(output_text)
+        if value is None:
+            return Grade(False, extracted, reference, how)
+        if value == ref_value:
+            return Grade(True, extracted, reference, "match")
+        return Grade(False, extracted, reference, f"mismatch: {extracted} != {format_number(ref_value)}")
+    except Exception as e:  # never raise out of a grader
+        return Grade(False, None, reference, f"grader error: {type(e).__name__}: {e}")
+
+
+TASK = TaskSpec(
+    name="gsm8k",
+    version="1.0",
+    description="GSM8K test set (1319 grade-school math word problems), zero-shot chain of thought, "
+    "answer in \\boxed{}, exact numeric match.",
+    data_relpath="gsm8k/test.jsonl",
+    hub_id="openai/gsm8k",
+    hub_config="main",
+    hub_split="test",
+    size=1319,
+    prompt_template="Solve the following math problem step by step. Put your final answer in \\boxed{}.\n\n{question}",
+    question_field="question",
+    required_fields=("question", "answer"),
+    reference_fn=lambda doc: reference_from_answer(doc["answer"]),
+    grade_fn=grade_gsm8k,
+)

@@ -1,0 +1,100 @@
+"""Tests on the embedded SmolLM2-135M-Instruct (slow: the first run converts the GGUF, ~45 s)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.adapters import ADAPTERS
+from harness.generation import GenerationSettings, eos_ids, generate
+from harness.models import param_bytes
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "What is 7 times 8?",
+]
+
+
+def _prompts(base):
+    tok = base.tokenizer
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in QUESTIONS
+    ]
+    return texts, [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def test_canonical_id_has_no_path(embedded):
+    assert embedded.canonical_id.startswith("embedded:SmolLM2-135M-Instruct-Q4_1@")
+    assert "/" not in embedded.canonical_id
+
+
+def test_baseline_equals_transformers_generate(embedded):
+    texts, ids = _prompts(embedded)
+    variant = ADAPTERS.get("baseline")().wrap(embedded, batch_size=2)
+    ours = generate(variant.model, embedded.tokenizer, ids, GenerationSettings(40, eos_token_ids=eos_ids(embedded.model, embedded.tokenizer)))
+    enc = embedded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    ref = embedded.model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=embedded.tokenizer.pad_token_id)
+    eos = set(eos_ids(embedded.model, embedded.tokenizer))
+    for i, r in enumerate(ours):
+        expected = ref[i, enc["input_ids"].shape[1] :].tolist()
+        cut = next((j for j, t in enumerate(expected) if t in eos), len(expected))
+        assert r.token_ids == expected[:cut]
+
+
+def test_think_budget_caps_and_differs_from_baseline(embedded):
+    _, ids = _prompts(embedded)
+    settings = GenerationSettings(160, eos_token_ids=eos_ids(embedded.model, embedded.tokenizer))
+    free = generate(embedded.model, embedded.tokenizer, ids[:1], settings)[0]
+    adapter = ADAPTERS.get("think_budget")({"max_reasoning_tokens": 16, "max_answer_tokens": 24})
+    variant = adapter.wrap(embedded)
+    capped = generate(variant.model, embedded.tokenizer, ids[:1], settings, variant.policy_factory())[0]
+    assert free.output_tokens > 16 + 24  # the baseline runs longer than the whole budget
+    assert capped.output_tokens <= 16 + 24
+    assert "Final answer: \\boxed{" in capped.text
+    assert capped.text != free.text and capped.token_ids[:16] == free.token_ids[:16]
+    assert capped.counters["budget_forced"] == 1.0
+
+
+def test_int8_compression_and_agreement(embedded):
+    variant = ADAPTERS.get("int8")().wrap(embedded)
+    ratio = param_bytes(embedded.model) / variant.param_bytes
+    assert 2.3 < ratio < 2.6  # ~106 M of 134.5 M parameters are decoder Linear weights
+    _, ids = _prompts(embedded)
+    agree = total = 0
+    with torch.no_grad():
+        for p in ids:
+            x = torch.tensor([p])
+            ref, q = embedded.model(x).logits, variant.model(x).logits
+            assert not torch.equal(ref, q)
+            agree += (ref.argmax(-1) == q.argmax(-1)).sum().item()
+            total += ref.shape[1]
+    assert agree / total > 0.85
+
+
+def test_baseline_matches_lm_eval_hf_backend(embedded, data_dir):
+    """Parity: same prompts and settings through lm-eval's HFLM and through our baseline."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.tasks import get_task
+    from harness.tasks.lm_eval_bridge import build_task
+
+    spec = get_task("gsm8k")
+    docs = spec.load_docs()
+
+    def texts(model) -> dict[int, str]:
+        out = lm_eval.simple_evaluate(
+            model=model, tasks=[build_task(spec, 48, docs)], limit=3, apply_chat_template=True,
+            log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+        )
+        return {s["doc_id"]: s["filtered_resps"][0] for s in out["samples"]["gsm8k"]}
+
+    hf = HFLM(pretrained=embedded.model, tokenizer=embedded.tokenizer, device="cpu", batch_size=1)
+    ours = ADAPTERS.get("baseline")().wrap(embedded, batch_size=1, max_new_tokens=48)
+    expected, got = texts(hf), texts(ours)
+    assert len(expected) == 3 and all(expected.values())
+    assert got == expected

@@ -1,0 +1,95 @@
+"""The shared decode loop: equality with ``generate``, token timing, stop rules."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from harness.generation import DecodePolicy, GenerationSettings, generate
+from tiny import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model(seed=1), tiny_tokenizer()
+
+
+def _ids(tok, texts):
+    return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def test_greedy_batch_equals_transformers_generate(tiny):
+    model, tok = tiny
+    texts = ["The cat sat on", "Hi", "Numbers: 1, 2, 3,"]
+    settings = GenerationSettings(max_new_tokens=12, eos_token_ids=[])
+    ours = generate(model, tok, _ids(tok, texts), settings)
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    ref = model.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=0, eos_token_id=None)
+    for i, result in enumerate(ours):
+        assert result.token_ids == ref[i, enc["input_ids"].shape[1] :].tolist()
+        assert result.finish_reason == "length" and result.output_tokens == 12
+
+
+def test_token_timing_invariants_with_fake_clock(tiny):
+    model, tok = tiny
+    ticks = itertools.count()
+    clock = lambda: float(next(ticks)) * 0.5  # noqa: E731  every call advances 0.5 s
+
+    class StopRowOneEarly(DecodePolicy):
+        def after_token(self, row, token, text_so_far):
+            if row.index == 1 and len(row.token_ids) == 3:
+                row.finish_reason = "stop"
+
+    settings = GenerationSettings(max_new_tokens=6, eos_token_ids=[])
+    results = generate(model, tok, _ids(tok, ["abc", "defgh"]), settings, StopRowOneEarly(), clock=clock)
+    long, short = results
+    assert (long.output_tokens, short.output_tokens) == (6, 3)
+    for r in results:
+        assert r.ttft_s == pytest.approx(0.5)  # start at t=0, first token read at t=0.5
+        assert r.ttft_s + sum(r.itl_s) == pytest.approx(r.latency_s)
+        assert len(r.itl_s) == r.output_tokens - 1
+        assert r.tpot_s == pytest.approx((r.latency_s - r.ttft_s) / (r.output_tokens - 1))
+    assert short.latency_s < long.latency_s  # each sequence's own last token
+
+
+def test_zero_and_one_token_outputs(tiny):
+    model, tok = tiny
+    prompt = _ids(tok, ["xyz"])
+    first = generate(model, tok, prompt, GenerationSettings(max_new_tokens=1, eos_token_ids=[]))[0]
+    assert first.output_tokens == 1 and first.tpot_s is None and first.itl_s == []
+    assert first.ttft_s == first.latency_s
+    # Make the first greedy token an EOS: zero output tokens, no timings, finish "stop".
+    eos_first = generate(model, tok, prompt, GenerationSettings(max_new_tokens=4, eos_token_ids=[first.token_ids[0]]))[0]
+    assert eos_first.output_tokens == 0 and eos_first.finish_reason == "stop"
+    assert eos_first.ttft_s is None and eos_first.latency_s is None and eos_first.tpot_s is None
+
+
+def test_stop_string_cuts_text_and_ends_row(tiny):
+    model, tok = tiny
+    free = generate(model, tok, _ids(tok, ["stop test"]), GenerationSettings(max_new_tokens=10, eos_token_ids=[]))[0]
+    stop = free.text[3:5]
+    assert stop, "the tiny model should produce some text"
+    cut = generate(
+        model, tok, _ids(tok, ["stop test"]), GenerationSettings(max_new_tokens=10, stop_strings=[stop], eos_token_ids=[])
+    )[0]
+    assert cut.finish_reason == "stop"
+    assert cut.text == free.text[: free.text.find(stop)]
+    assert cut.output_tokens < free.output_tokens
+
+
+def test_forced_tokens_are_fed_back(tiny):
+    model, tok = tiny
+    forced = tok("!!", add_special_tokens=False)["input_ids"]
+
+    class Force(DecodePolicy):
+        def after_token(self, row, token, text_so_far):
+            if len(row.token_ids) == 2:
+                row.forced.extend(forced)
+
+    out = generate(model, tok, _ids(tok, ["q"]), GenerationSettings(max_new_tokens=6, eos_token_ids=[]), Force())[0]
+    assert out.token_ids[2:4] == forced
+    with torch.no_grad():  # the token after the forced ones is the model's greedy continuation of them
+        ids = torch.tensor([_ids(tok, ["q"])[0] + out.token_ids[:4]])
+        assert model(ids).logits[0, -1].argmax().item() == out.token_ids[4]

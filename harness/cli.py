@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark LLM efficiency techniques.")
-console = Console()
+# Tables stay readable when output goes to a file or CI log (rich would default to 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 

@@ -10,7 +10,7 @@ from harness.adapters.int8 import quantized_linear_names
 from harness.adapters.think_budget import BudgetPolicy, ThinkBudgetParams, boxed_closed
 from harness.generation import GenerationSettings, generate
 from harness.registry import UnknownNameError
-from tiny import TinyBase
+from harness.testing import TinyBase
 
 # Every registered generation adapter with params that exercise it on a tiny model.
 CONTRACT_CASES = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.generation import DecodePolicy, GenerationSettings, generate
-from tiny import tiny_model, tiny_tokenizer
+from harness.testing import tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

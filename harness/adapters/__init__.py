@@ -4,6 +4,6 @@ Each module holds one technique (paper cited in its docstring); ``base`` holds t
 """
 
 from harness.adapters import baseline, int8, think_budget  # noqa: F401  (registration)
-from harness.adapters.base import ADAPTERS, Adapter, AdapterParams, GenerationVariant, RequestStats, register_adapter
+from harness.adapters.base import ADAPTERS, Adapter, AdapterParams, register_adapter
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterParams", "GenerationVariant", "RequestStats", "register_adapter"]
+__all__ = ["ADAPTERS", "Adapter", "AdapterParams", "register_adapter"]

@@ -1,4 +1,7 @@
-"""Tiny randomly initialised Llama models and a character tokenizer: no download, seconds."""
+"""Tiny randomly initialised Llama models and a character tokenizer: no download, seconds.
+
+Used by the tests and by ``benchmarks/`` (the GPU check builds a larger model the same way).
+"""
 
 from __future__ import annotations
 
@@ -26,27 +29,46 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def tiny_model(seed: int = 0, layers: int = 4, vocab_size: int | None = None) -> LlamaForCausalLM:
-    """A Llama-architecture causal LM with random weights (eval mode, fp32)."""
+def tiny_model(
+    seed: int = 0,
+    layers: int = 4,
+    hidden: int = 64,
+    heads: int = 4,
+    vocab_size: int | None = None,
+    sharpen: bool = True,
+    device: str = "cpu",
+) -> LlamaForCausalLM:
+    """A Llama-architecture causal LM with random weights (eval mode, fp32).
+
+    Args:
+        seed: torch seed for the initialisation.
+        layers, hidden, heads: depth, width (intermediate = 2 × hidden) and attention heads
+            (key/value heads = heads / 2).
+        vocab_size: default: the :func:`tiny_tokenizer` vocabulary.
+        sharpen: scale the weights ×4 so greedy choices are decisive (random init is near-uniform).
+        device: where the weights are initialised (``cuda`` builds a large model in seconds).
+    """
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size or len(tiny_tokenizer()),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=4096,
         tie_word_embeddings=True,
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=1,
     )
-    model = LlamaForCausalLM(config).eval()
-    # Random init gives near-uniform logits; scale the head so greedy choices are decisive.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(4.0) if p.dim() == 2 else None
+    with torch.device(device):
+        model = LlamaForCausalLM(config).eval()
+    if sharpen:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2:
+                    p.mul_(4.0)
     return model
 
 

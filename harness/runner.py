@@ -167,6 +167,15 @@ def _run_cells(
                 try:
                     base = models.load(ref, dtype=dtype, device=device)
                     base_bytes = models.param_bytes(base.model)
+                    loaded = store.read_run_json().get("models", {})
+                    loaded[f"{base.canonical_id}|{dtype}"] = {
+                        "model": base.canonical_id,
+                        "dtype": dtype,
+                        "param_bytes": base_bytes,
+                        "chat_template_hash": base.chat_template_hash,
+                        "load_time_s": base.load_time_s,
+                    }
+                    store.write_run_json({"models": loaded})
                 except Exception as exc:  # a model that cannot load fails its cells, not the run
                     for cell in group:
                         _write_error(store, cell, hw_id, device, exc)

@@ -99,6 +99,15 @@ class DecodePolicy:
         greedy = logits.argmax(dim=-1).tolist()
         return [row.forced.pop(0) if row.forced else tok for row, tok in zip(rows, greedy)]
 
+    def forward(self, model, **inputs) -> Any:
+        """Run the model on one prefill or decode step; returns a mapping with ``logits``
+        (``[batch, seq, vocab]``) and the KV cache (``cache`` or ``past_key_values``).
+
+        Default: the model's own forward. Techniques that change how much of the model a
+        token gets (early exit) override this.
+        """
+        return model(**inputs)
+
     def after_token(self, row: RowState, token: int, text_so_far: Callable[[], str]) -> None:
         """Called after ``token`` was appended to a live row (may queue forced tokens or
         set ``row.finish_reason``)."""
@@ -134,15 +143,15 @@ def eos_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def _cache_kwarg(model) -> str:
-    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+def _cache_kwarg(module) -> str:
+    """Name of a module's KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def _cache_of(output):
-    cache = getattr(output, "cache", None) if "cache" in output else None
+    cache = output["cache"] if "cache" in output else None
     return cache if cache is not None else output["past_key_values"]
 
 
@@ -202,11 +211,11 @@ def generate(
     start = clock()
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     cache_kw = _cache_kwarg(model)
-    out = model(
-        input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
+    out = policy.forward(
+        model, input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
     )
     cache = _cache_of(out)
-    logits = out.logits[:, -1, :].float()
+    logits = out["logits"][:, -1, :].float()
     policy.begin(rows)
     next_positions = position_ids[:, -1:] + 1
     while True:
@@ -237,7 +246,8 @@ def generate(
             break
         step_ids = torch.tensor(feed, dtype=torch.long, device=device).unsqueeze(-1)
         attention = torch.cat([attention, torch.ones_like(step_ids)], dim=-1)
-        out = model(
+        out = policy.forward(
+            model,
             input_ids=step_ids,
             attention_mask=attention,
             position_ids=next_positions,
@@ -245,7 +255,7 @@ def generate(
             **{cache_kw: cache},
         )
         cache = _cache_of(out)
-        logits = out.logits[:, -1, :].float()
+        logits = out["logits"][:, -1, :].float()
         next_positions = next_positions + 1
 
     results = []

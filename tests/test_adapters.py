@@ -17,6 +17,8 @@ CONTRACT_CASES = {
     "baseline": {},
     "think_budget": {"max_reasoning_tokens": 4, "max_answer_tokens": 40},
     "int8": {"mode": "weight_only"},
+    "depth_subnet": {"layers": 2},
+    "early_exit": {"tau": 0.5, "min_layers": 1},
 }
 
 
@@ -32,7 +34,8 @@ def test_contract_wrap_generate_counters_and_base_untouched(name):
     assert adapter_cls.name == name
     assert adapter_cls.arxiv is None or adapter_cls.paper, "a cited adapter names its paper"
     variant = adapter_cls(CONTRACT_CASES[name]).wrap(base, batch_size=2, max_new_tokens=16)
-    prompts = [base.tokenizer(p, add_special_tokens=False)["input_ids"] for p in ["abc", "hello there"]]
+    texts = ["abc", "hello there"] if adapter_cls.batchable else ["hello there"]
+    prompts = [base.tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
     results = generate(
         variant.model, base.tokenizer, prompts, GenerationSettings(16, eos_token_ids=[]), variant.policy_factory()
     )
@@ -141,3 +144,96 @@ def test_int8_changes_logits_but_keeps_top1_mostly():
     assert not torch.equal(ref, q)
     agreement = (ref.argmax(-1) == q.argmax(-1)).float().mean().item()
     assert agreement >= 0.8
+
+
+# --- depth_subnet ----------------------------------------------------------------------------
+
+
+def test_depth_subnet_runs_exactly_k_layers_and_changes_logits():
+    base = TinyBase(seed=6, layers=4)
+    variant = ADAPTERS.get("depth_subnet")({"layers": 2}).wrap(base)
+    calls = []
+    hooks = [layer.register_forward_hook(lambda m, i, o, n=n: calls.append(n)) for n, layer in enumerate(base.model.model.layers)]
+    ids = torch.tensor([base.tokenizer("depth test", add_special_tokens=False)["input_ids"]])
+    try:
+        with torch.no_grad():
+            sub = variant.model(ids).logits
+            assert calls == [0, 1]  # layers 2 and 3 never ran
+            calls.clear()
+            full = base.model(ids).logits
+            assert calls == [0, 1, 2, 3]  # the shared base is still the whole model
+    finally:
+        for h in hooks:
+            h.remove()
+    assert not torch.allclose(sub, full)
+    assert variant.param_bytes < __import__("harness.models", fromlist=["param_bytes"]).param_bytes(base.model)
+    # the sub-model is the base's first k layers + final norm + head, computed by hand
+    with torch.no_grad():
+        inner = base.model.model
+        h = inner.embed_tokens(ids)
+        pos = torch.arange(ids.shape[1]).unsqueeze(0)
+        pe = inner.rotary_emb(h, pos)
+        for layer in inner.layers[:2]:
+            h = layer(h, attention_mask=None, position_ids=pos, position_embeddings=pe)
+            h = h[0] if isinstance(h, tuple) else h
+        manual = base.model.lm_head(inner.norm(h))
+    assert torch.allclose(sub, manual, atol=1e-4)
+
+
+def test_depth_subnet_rejects_too_many_layers():
+    with pytest.raises(ValueError, match="exceeds"):
+        ADAPTERS.get("depth_subnet")({"layers": 9}).wrap(TinyBase(layers=4))
+
+
+# --- early_exit ------------------------------------------------------------------------------
+
+
+def _exit_run(base, params, tokens=12):
+    from harness.adapters.early_exit import ExitPolicy, EarlyExitParams
+
+    ids = [base.tokenizer("early exit prompt", add_special_tokens=False)["input_ids"]]
+    policy = ExitPolicy(EarlyExitParams(**params))
+    calls = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: calls.append(1)) for layer in base.model.model.layers]
+    try:
+        out = generate(base.model, base.tokenizer, ids, GenerationSettings(tokens, eos_token_ids=[]), policy)[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, len(calls)
+
+
+def test_early_exit_with_unreachable_tau_equals_full_model():
+    base = TinyBase(seed=7, layers=6)
+    ids = [base.tokenizer("early exit prompt", add_special_tokens=False)["input_ids"]]
+    full = generate(base.model, base.tokenizer, ids, GenerationSettings(12, eos_token_ids=[]))[0]
+    out, calls = _exit_run(base, {"tau": 1.5, "min_layers": 1})
+    assert out.token_ids == full.token_ids
+    assert out.counters["layers_executed_mean"] == 6.0
+    assert calls == 6 * 12  # prefill + 11 decode steps, every layer each time
+
+
+def test_early_exit_skips_layers_for_real():
+    base = TinyBase(seed=7, layers=6)
+    out, calls = _exit_run(base, {"tau": -1.0, "min_layers": 2})  # always saturated: exit at layer 2
+    assert out.counters["layers_executed_mean"] == 2.0
+    assert calls == 6 + 2 * 11  # the prefill runs all 6 layers; each decode step only 2
+    full = generate(base.model, base.tokenizer, [base.tokenizer("early exit prompt", add_special_tokens=False)["input_ids"]], GenerationSettings(12, eos_token_ids=[]))[0]
+    assert out.token_ids != full.token_ids
+
+
+def test_early_exit_fills_skipped_layers_kv_cache():
+    from harness.adapters.early_exit import EarlyExitParams, ExitPolicy
+
+    base = TinyBase(seed=8, layers=4)
+    ids = torch.tensor([base.tokenizer("kv fill", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        out = base.model(input_ids=ids, use_cache=True)
+        cache = out["cache"] if "cache" in out else out["past_key_values"]
+        before = [cache.layers[i].keys.shape[-2] for i in range(4)]
+        policy = ExitPolicy(EarlyExitParams(tau=-1.0, min_layers=1))
+        step = torch.tensor([[5]])
+        pos = torch.tensor([[ids.shape[1]]])
+        policy.forward(base.model, input_ids=step, position_ids=pos, attention_mask=None, cache=cache)
+    after = [cache.layers[i].keys.shape[-2] for i in range(4)]
+    assert after == [b + 1 for b in before]  # every layer, skipped ones included, got this token's K/V

@@ -3,7 +3,10 @@
 #   make test                      # same install plus dev deps, run the tests
 # Variables: SUITE, LIMIT (samples per task; empty = the suite's default), RESULTS (results root),
 # DATA (offline data dir, passed as HARNESS_DATA_DIR; default ../shared/data when it exists, else
-# empty = the dataset hub), DEVICE (auto|cpu|cuda), PYTHON (a Python >= 3.11).
+# empty = the dataset hub), DEVICE (auto|cpu|cuda), FORCE (1 = re-run complete cells), PYTHON (a Python >= 3.11).
+#   make baseline SUITE=smoke      # run a suite and install it as results/baselines/<suite>/<run_id>/ (committed)
+#   make gate BASELINE=dir CANDIDATE=dir [GATE_ARGS=--no-cost]   # regression gate: exit 0 pass, 1 regression, 2 unusable
+#   make dashboard                 # the leaderboard web app on HOST:PORT (127.0.0.1:8501), reading RESULTS
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,14 +14,21 @@ SUITE ?= reasoning
 LIMIT ?=
 RESULTS ?= results
 DEVICE ?=
+FORCE ?=
 DATA ?= $(if $(wildcard ../shared/data),../shared/data,)
 PYTEST_ARGS ?=
+BASELINES ?= results/baselines
+BASELINE ?=
+CANDIDATE ?=
+GATE_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8501
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HARNESS_DATA_DIR := $(if $(DATA),$(abspath $(DATA)),)
 
-.PHONY: install bench test validate ls summary clean-venv
+.PHONY: install bench test validate ls summary baseline gate dashboard clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required (set PYTHON=...)"'
@@ -34,7 +44,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 bench: $(STAMP)
-	$(PY) -m harness run $(SUITE) --results $(RESULTS) $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEVICE),--device $(DEVICE))
+	$(PY) -m harness run $(SUITE) --results $(RESULTS) $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(FORCE),--force)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -47,6 +57,17 @@ ls: $(STAMP)
 
 summary: $(STAMP)
 	$(PY) -m harness summary $(RESULTS)
+
+baseline: $(STAMP)
+	$(PY) -m harness.gate.baseline $(SUITE) --into $(BASELINES) $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEVICE),--device $(DEVICE))
+
+gate: $(STAMP)
+	@test -n "$(BASELINE)" && test -n "$(CANDIDATE)" || { echo "usage: make gate BASELINE=<run dir> CANDIDATE=<run dir> [GATE_ARGS='--no-cost ...']" >&2; exit 2; }
+	$(PY) -m harness gate $(BASELINE) $(CANDIDATE) $(GATE_ARGS)
+
+dashboard: $(STAMP)
+	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false -- --results $(abspath $(RESULTS))
 
 clean-venv:
 	rm -rf $(VENV)

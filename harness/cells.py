@@ -109,20 +109,21 @@ class EvalCellRunner:
         if on_progress:
             variant.on_progress = lambda done: on_progress(done, n_docs)
         task = build_task(spec, cell.max_new_tokens, docs)
-        with telemetry.window(cell.cell_hash) as window:
-            output = lm_eval.simple_evaluate(
-                model=variant,
-                tasks=[task],
-                limit=cell.limit,
-                apply_chat_template=True,
-                log_samples=True,
-                bootstrap_iters=0,
-                verbosity="ERROR",
-                random_seed=cell.seed,
-                numpy_random_seed=cell.seed,
-                torch_random_seed=cell.seed,
-                fewshot_random_seed=cell.seed,
-            )
+        variant.telemetry, variant.window_key = telemetry, cell.cell_hash
+        # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
+        output = lm_eval.simple_evaluate(
+            model=variant,
+            tasks=[task],
+            limit=cell.limit,
+            apply_chat_template=True,
+            log_samples=True,
+            bootstrap_iters=0,
+            verbosity="ERROR",
+            random_seed=cell.seed,
+            numpy_random_seed=cell.seed,
+            torch_random_seed=cell.seed,
+            fewshot_random_seed=cell.seed,
+        )
         samples = []
         for record in output["samples"][cell.task]:
             stats = variant.stats.get((cell.task, record["doc_id"], 0))
@@ -159,7 +160,9 @@ class EvalCellRunner:
             )
         samples.sort(key=lambda s: s["doc_id"])
         metrics = cell_metrics(samples, variant.generation_time_s)
-        telemetry_cols = window.result.as_columns()
+        if len(variant.window_results) != 1:
+            raise RuntimeError(f"expected one generation window, got {len(variant.window_results)}")
+        telemetry_cols = variant.window_results[0].as_columns()
         energy = telemetry_cols.get("energy_j")
         row = {
             **metrics,
@@ -170,6 +173,7 @@ class EvalCellRunner:
             if energy is not None and metrics["output_tokens_total"]
             else None,
             "energy_per_correct_j": energy / metrics["n_correct"] if energy is not None and metrics["n_correct"] else None,
+            "energy_per_sample_j": energy / metrics["n"] if energy is not None and metrics["n"] else None,
         }
         return CellOutcome(cell_row=row, sample_rows=samples)
 

@@ -1,13 +1,14 @@
-"""Command line: ``python -m harness {run,validate,ls,grade,summary}``.
+"""Command line: ``python -m harness {run,validate,ls,grade,summary,gate}``.
 
-Exit codes: 0 success, 1 a run finished with failed cells / a regrade disagreed,
-2 unusable input (invalid suite, unknown task, missing run).
+Exit codes: 0 success, 1 a run finished with failed cells / a regrade disagreed / the gate found
+a regression, 2 unusable input (invalid suite, unknown task, missing run, schema mismatch).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -19,7 +20,7 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark LLM efficiency techniques.")
 # Tables stay readable when output goes to a file or CI log (rich would default to 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -41,7 +42,8 @@ def run(
 ) -> None:
     """Run (or resume) a suite and print the summary table."""
     from harness.runner import run_suite
-    from harness.suite import SuiteError, resolve_path
+    from harness.suite import DEVICE_PATTERN, SuiteError, resolve_path
+    from harness.tasks import DataError
 
     try:
         n = _env_int(limit)
@@ -49,9 +51,11 @@ def run(
         _fail(f"--limit must be a positive integer, got {limit!r}")
     if n is not None and n < 1:
         _fail(f"--limit must be a positive integer, got {limit!r}")
+    if device is not None and not re.match(DEVICE_PATTERN, device):
+        _fail(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
     try:
         report = run_suite(resolve_path(suite), results, limit=n, force=force, device=device, console=console)
-    except SuiteError as exc:
+    except (SuiteError, DataError) as exc:
         _fail(str(exc))
     if report.failed:
         err.print(f"[yellow]{report.failed} cell(s) failed; their errors are in the cell files[/]")
@@ -152,6 +156,58 @@ def summary(results: Path = typer.Argument(Path("results"), help="results root o
     if cells.empty:
         _fail(f"no cells under {results}")
     console.print(summary_table(cells))
+
+
+@app.command()
+def gate(
+    baseline: Path = typer.Argument(..., help="baseline run directory (e.g. results/baselines/smoke)"),
+    candidate: Path = typer.Argument(..., help="candidate run directory (or a results root)"),
+    suite: Optional[Path] = typer.Option(
+        None, "--suite", help="suite YAML for gate settings and length_changing variants (default: the runs' run.json)"
+    ),
+    report: Optional[Path] = typer.Option(None, "--report", help="also write the markdown report here"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level of the paired accuracy test"),
+    acc_tol: Optional[float] = typer.Option(None, "--acc-tol", help="accuracy drop tolerated, fraction (0.01 = 1 point)"),
+    length_band: Optional[str] = typer.Option(None, "--length-band", help="LOW,HIGH ratio of mean output tokens, e.g. 0.9,1.1"),
+    trunc_tol: Optional[float] = typer.Option(None, "--trunc-tol", help="truncation-rate rise tolerated, fraction"),
+    min_repeats: Optional[int] = typer.Option(None, "--min-repeats", help="repeats per side needed to compare costs"),
+    no_cost: bool = typer.Option(False, "--no-cost", help="skip latency/energy/memory checks"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="report baseline cells missing from the candidate, don't fail"),
+) -> None:
+    """Regression gate: compare a candidate run with a baseline run (exit 0 pass, 1 regression, 2 unusable input)."""
+    from harness.gate import GateInputError, run_gate
+    from harness.gate.report import unusable_json, unusable_markdown
+
+    overrides: dict = {"alpha": alpha, "accuracy_tolerance": acc_tol, "truncation_tolerance": trunc_tol,
+                       "min_repeats": min_repeats}
+    if no_cost:
+        overrides["cost"] = False
+    if allow_missing:
+        overrides["fail_on_missing"] = False
+
+    def write(markdown: str, data: str) -> None:
+        for path, text in ((report, markdown), (json_out, data)):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+
+    try:
+        if length_band is not None:
+            try:
+                low, high = (float(x) for x in length_band.split(","))
+            except ValueError:
+                raise GateInputError(f"--length-band must be LOW,HIGH (e.g. 0.9,1.1), got {length_band!r}") from None
+            overrides["length_band"] = (low, high)
+        result = run_gate(baseline, candidate, suite=suite, overrides=overrides)
+    except GateInputError as exc:
+        reason = str(exc).replace("\n", " ")
+        write(unusable_markdown(reason), unusable_json(reason))
+        _fail(reason)
+    markdown = result.markdown()
+    write(markdown, result.json())
+    typer.echo(markdown)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

@@ -33,7 +33,7 @@ def _quiet_libraries() -> None:
     import logging
 
     os.environ.setdefault("TQDM_DISABLE", "1")
-    for name in ("lm_eval", "lm-eval", "transformers.modeling_utils"):
+    for name in ("lm_eval", "lm-eval", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -115,7 +115,7 @@ def run_suite(
                 "limit": limit,
                 "started_at": _now(),
                 "cells": [c.cell_hash for c in cells],
-                "data_dir_set": bool(os.environ.get("HARNESS_DATA_DIR")),
+                "data_dir": os.environ.get("HARNESS_DATA_DIR") or None,
             }
         )
     console.print(
@@ -124,13 +124,33 @@ def run_suite(
     )
     ran = failed = 0
     if pending:
+        _check_inputs(pending, device or suite.defaults.device, resolve_device)
         ran, failed = _run_cells(pending, store, device or suite.defaults.device, console, resolve_device, force)
-    store.write_run_json({"finished_at": _now()})
+        store.write_run_json({"finished_at": _now()})
     cells_df = read_cells(store.run_dir)
     if not cells_df.empty:
         console.print(summary_table(cells_df, title=f"{suite.name} — {run_id}"))
     console.print(f"results: {store.run_dir}")
     return RunReport(store.run_dir, run_id, len(cells), skipped, ran, failed)
+
+
+def _check_inputs(pending, device_setting: str, resolve_device) -> None:
+    """Fail before any model loads when the device or a task's data is unusable.
+
+    Raises:
+        SuiteError: a CUDA device was asked for and torch sees none.
+        DataError: a task's data file is missing or malformed.
+    """
+    from harness.tasks import get_task
+
+    device = resolve_device(device_setting)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise suite_mod.SuiteError(f"device {device_setting!r}: torch sees no CUDA device (use cpu or auto)")
+    for task in sorted({c.task for c in pending}):
+        get_task(task).load_docs()
 
 
 def _run_cells(

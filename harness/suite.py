@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.models import DTYPES
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 CELL_FORMAT = 1  # bump when the meaning of a cell changes (invalidates resume)
 
 
@@ -59,7 +60,7 @@ class Defaults(_Strict):
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0
     repeats: int = Field(1, ge=1)
-    device: str = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
 
 
 class Variant(_Strict):
@@ -80,6 +81,65 @@ class Variant(_Strict):
         return value
 
 
+class CostTolerances(_Strict):
+    """Allowed cost increase per metric, as a candidate/baseline ratio above 1 (0.10 = +10 %).
+
+    The gate widens each to ``spread_factor`` × the measured coefficient of variation across
+    repeats when that is larger (see :class:`Gate`).
+    """
+
+    latency_p50_s: float = Field(0.10, ge=0)
+    latency_p90_s: float = Field(0.15, ge=0)
+    ttft_p50_s: float = Field(0.15, ge=0)
+    energy_per_token_j: float = Field(0.10, ge=0)
+    peak_rss_bytes: float = Field(0.05, ge=0)
+    peak_allocated_bytes: float = Field(0.05, ge=0)
+
+
+class Gate(_Strict):
+    """The CI regression gate's settings (``gate:`` in a suite; ``python -m harness gate``).
+
+    Not part of the suite's run identity: changing them never re-runs cells.
+
+    Attributes:
+        alpha: significance level of the paired accuracy test (two-sided exact McNemar for 0/1
+            grades, paired bootstrap otherwise); a drop fails only when significant *and* larger
+            than ``accuracy_tolerance``.
+        accuracy_tolerance: largest accuracy drop tolerated, absolute, as a fraction (0.01 = 1 point).
+        length_band: allowed candidate/baseline ratio of mean output tokens (MLPerf's 90-110 %),
+            skipped for variants declared ``length_changing``.
+        truncation_tolerance: largest tolerated rise of the truncation rate (share of samples
+            stopped by the token cap), absolute fraction.
+        cost: compare cost metrics at all (they are never compared across hardware or with fewer
+            than ``min_repeats`` repeats per side).
+        cost_tolerance: per-metric ratio tolerances (:class:`CostTolerances`).
+        min_repeats: repeats needed on each side before a cost metric is compared.
+        spread_factor: a cost tolerance is at least this × the larger side's coefficient of
+            variation across repeats.
+        fail_on_missing: a baseline cell absent from the candidate is a failure.
+        bootstrap_samples: resamples of the paired bootstrap (non-binary scores only).
+    """
+
+    alpha: float = Field(0.05, gt=0, lt=1)
+    accuracy_tolerance: float = Field(0.01, ge=0, le=1)
+    length_band: tuple[float, float] = (0.90, 1.10)
+    truncation_tolerance: float = Field(0.05, ge=0, le=1)
+    cost: bool = True
+    cost_tolerance: CostTolerances = CostTolerances()
+    min_repeats: int = Field(3, ge=2)
+    spread_factor: float = Field(2.0, ge=0)
+    fail_on_missing: bool = True
+    bootstrap_samples: int = Field(2000, ge=100)
+
+    @field_validator("length_band")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= 1 <= high:
+            raise ValueError(f"length_band must be (low, high) with 0 < low <= 1 <= high, got {list(value)}")
+        return value
+
+
 class Suite(_Strict):
     """A validated suite (see module docstring)."""
 
@@ -89,6 +149,7 @@ class Suite(_Strict):
     tasks: list[str] = Field(min_length=1)
     variants: list[Variant] = Field(min_length=1)
     defaults: Defaults = Defaults()
+    gate: Gate = Gate()
 
     @model_validator(mode="after")
     def _unique_variants(self):
@@ -110,6 +171,26 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def model_ref_problem(ref: str) -> str | None:
+    """Why a model reference cannot work, checked without loading anything (``None`` = fine).
+
+    Catches a misspelt ``embedded`` and GGUF files or local folders that do not exist; any
+    other bare name is taken as a hub id.
+    """
+    import difflib
+    from pathlib import Path
+
+    from harness.models import EMBEDDED
+
+    if ref != EMBEDDED and difflib.get_close_matches(ref, [EMBEDDED], n=1, cutoff=0.75):
+        return f"unknown model {ref!r}; did you mean {EMBEDDED!r}?"
+    if ref.endswith(".gguf") and not Path(ref).expanduser().is_file():
+        return f"GGUF file not found: {ref}"
+    if ref.startswith((".", "/", "~")) and not Path(ref).expanduser().exists():
+        return f"model path not found: {ref}"
+    return None
+
+
 def parse(data: Any, source: str = "<suite>") -> Suite:
     """Validate a suite mapping: fields, adapter names and params, task names.
 
@@ -126,7 +207,9 @@ def parse(data: Any, source: str = "<suite>") -> Suite:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch" and err["loc"][-1] == "device":
+            message = f"unknown device {err['input']!r}; use auto, cpu, cuda or cuda:N"
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         raise SuiteError(f"{source}: {_loc(err['loc'])}: {message}") from None
@@ -150,6 +233,15 @@ def parse(data: Any, source: str = "<suite>") -> Suite:
                 f"{source}: variants[{i}]: same adapter, params, dtype and batch size as variant {seen[key]!r}"
             )
         seen[key] = variant.name
+    for i, ref in enumerate(suite.models):
+        problem = model_ref_problem(ref)
+        if problem:
+            raise SuiteError(f"{source}: models[{i}]: {problem}")
+    for i, variant in enumerate(suite.variants):
+        try:
+            ADAPTERS.get(variant.adapter)(variant.params).check(suite.defaults.max_new_tokens)
+        except ValueError as exc:
+            raise SuiteError(f"{source}: variants[{i}].params: {exc}") from None
     for i, task in enumerate(suite.tasks):
         try:
             get_task(task)
@@ -284,5 +376,11 @@ def expand(suite: Suite, limit: int | None = None, model_ids: dict[str, str] | N
 
 
 def suite_hash(suite: Suite, limit: int | None = None) -> str:
-    """Identity of a suite run: its canonical content plus the limit override."""
-    return stable_hash({"suite": suite.canonical(), "limit": limit, "format": CELL_FORMAT})
+    """Identity of a suite run: its canonical content plus the limit override.
+
+    The ``gate`` section is left out: gate settings never change what a run measures.
+    """
+    content = {k: v for k, v in suite.canonical().items() if k != "gate"}
+    if limit == suite.defaults.limit:  # the same effective limit is the same run
+        limit = None
+    return stable_hash({"suite": content, "limit": limit, "format": CELL_FORMAT})

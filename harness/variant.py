@@ -59,6 +59,9 @@ class GenerationVariant(LM):
         param_bytes: bytes of the model this variant runs (see :func:`harness.models.param_bytes`).
         generation_time_s: summed wall time of the decode batches (for throughput).
         on_progress: optional callback ``(n_done: int) -> None`` after each batch.
+        telemetry: optional :class:`harness.telemetry.Telemetry`; when set, each
+            ``generate_until`` call runs inside one measurement window (the model's work only:
+            lm-eval's bookkeeping and grading stay outside), collected in ``window_results``.
     """
 
     def __init__(
@@ -82,6 +85,9 @@ class GenerationVariant(LM):
         self.stats: dict[RequestKey, RequestStats] = {}
         self.generation_time_s = 0.0
         self.on_progress: Callable[[int], None] | None = None
+        self.telemetry = None
+        self.window_key = "generation"
+        self.window_results: list = []
 
     # -- lm-eval's chat-template interface -------------------------------------------------
     @property
@@ -99,6 +105,15 @@ class GenerationVariant(LM):
 
     # -- requests ----------------------------------------------------------------------------
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """lm-eval entry point: :meth:`_generate_until` inside a telemetry window when one is set."""
+        if self.telemetry is None:
+            return self._generate_until(requests)
+        with self.telemetry.window(f"{self.window_key}:{len(self.window_results)}") as window:
+            outputs = self._generate_until(requests)
+        self.window_results.append(window.result)
+        return outputs
+
+    def _generate_until(self, requests) -> list[str]:
         """Greedy generation for lm-eval ``generate_until`` requests.
 
         Requests are grouped by generation settings, sorted by prompt length (longest

@@ -92,7 +92,7 @@ def test_mask_matches_brute_force():
 
 def test_cost_axes():
     assert set(COST_AXES) == {
-        "energy_per_correct_j", "energy_per_token_j", "latency_p50_s", "latency_p90_s",
+        "energy_per_correct_j", "energy_per_token_j", "energy_per_sample_j", "latency_p50_s", "latency_p90_s",
         "output_tokens_mean", "peak_rss_bytes", "ttft_p50_s",
     }
     for name, (column, label, unit) in COST_AXES.items():

@@ -10,6 +10,8 @@ import warnings
 
 import pytest
 
+from harness.results.schema import SCHEMA_VERSION
+
 from harness.results import store as store_mod
 from harness.results.reader import read_cells, read_run, read_samples
 from harness.results.store import (
@@ -89,7 +91,7 @@ def test_run_json_merges_and_is_atomic(store):
     on_disk = store.read_run_json()
     assert on_disk == merged
     assert on_disk["suite"] == "reasoning" and on_disk["finished_at"] == "t1"
-    assert on_disk["run_id"] == RUN and on_disk["harness_schema_version"] == "1.0"
+    assert on_disk["run_id"] == RUN and on_disk["harness_schema_version"] == SCHEMA_VERSION
     assert read_run(store.run_dir) == on_disk
     assert [p.name for p in store.run_dir.iterdir()] == ["run.json"]
     with pytest.raises(ValueError, match="run_id"):

@@ -123,3 +123,40 @@ def test_duplicate_variant_configs_are_refused(tmp_path):
     data["variants"].append({"name": "b", "adapter": "baseline"})
     with pytest.raises(S.SuiteError, match=r"variants\[1\]: same adapter"):
         S.load(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    "mutate, text",
+    [
+        (lambda d: d.update(models=["embeded"]), "models[0]: unknown model 'embeded'; did you mean 'embedded'?"),
+        (lambda d: d.update(models=["./nope/model.gguf"]), "models[0]: GGUF file not found"),
+        (lambda d: d.update(defaults={"device": "gpu"}), "defaults.device: unknown device 'gpu'"),
+        (
+            lambda d: d["variants"].append({"name": "b", "adapter": "think_budget", "params": {"max_reasoning_tokens": 300}}),
+            "variants[1].params: max_reasoning_tokens=300 >= max_new_tokens=256",
+        ),
+    ],
+)
+def test_unusable_models_devices_and_budgets_fail_validation(tmp_path, mutate, text):
+    data = _base()
+    mutate(data)
+    with pytest.raises(S.SuiteError) as info:
+        S.load(_write(tmp_path, data))
+    assert text in str(info.value)
+
+
+def test_same_effective_limit_is_the_same_run():
+    suite = S.parse({**_base(), "defaults": {"limit": 4}})
+    assert S.suite_hash(suite, None) == S.suite_hash(suite, 4) != S.suite_hash(suite, 3)
+
+
+def test_missing_data_fails_before_any_model_loads(tmp_path, monkeypatch):
+    from harness import models
+    from harness.runner import run_suite
+    from harness.tasks import DataError
+
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="nowhere"):
+        run_suite(_write(tmp_path, {**_base(), "defaults": {"device": "cpu"}}), tmp_path / "results")
+    assert not list((tmp_path / "results").glob("runs/*/cells/*"))

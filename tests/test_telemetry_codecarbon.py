@@ -48,9 +48,10 @@ def test_codecarbon_figures_are_mapped(tmp_path, monkeypatch):
     tel.close()
     res = w.result
     assert res.energy_source == "codecarbon_estimate" and res.energy_estimated is True
-    assert res.energy_j == pytest.approx(3e-6 * 3.6e6)  # cpu + ram kWh -> J
+    assert res.energy_j == pytest.approx(2e-6 * 3.6e6)  # the CPU package only, kWh -> J (RAPL's scope)
     assert res.energy_assumed_power_w == 65.0
-    assert res.co2_kg == pytest.approx(1.2e-6) and res.co2_source == "codecarbon_offline"
+    # CO2 for the CPU share of codecarbon's emissions (2 of its 3 modelled kWh)
+    assert res.co2_kg == pytest.approx(1.2e-6 * 2 / 3) and res.co2_source == "codecarbon_offline"
     assert res.details["codecarbon"]["ram_energy_j"] == pytest.approx(3.6)
     kw = FakeTracker.last_kwargs
     assert kw["country_iso_code"] == "FRA" and kw["output_methods"] == []
@@ -67,7 +68,7 @@ def test_short_codecarbon_window_uses_modelled_power(tmp_path, monkeypatch):
     res = tel.end("k")
     tel.close()
     assert res.flag_short_window is True
-    assert res.energy_j == pytest.approx(25.0 * 0.02)  # (cpu 20 W + ram 5 W) x duration
+    assert res.energy_j == pytest.approx(20.0 * 0.02)  # modelled CPU power (20 W) x duration
 
 
 def test_codecarbon_failure_is_unavailable(tmp_path, monkeypatch):

@@ -54,6 +54,12 @@ class Adapter:
             params = self.Params(**(params or {}))
         self.params = params
 
+    def check(self, max_new_tokens: int) -> None:
+        """Reject params that cannot take effect under the suite's token cap (``ValueError``).
+
+        Called at suite validation, before anything loads. Default: nothing to check.
+        """
+
     def prepare_model(self, base) -> Any:
         """The torch model this variant runs; default: the shared base model itself."""
         return base.model

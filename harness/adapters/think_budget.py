@@ -92,6 +92,13 @@ class ThinkBudget(Adapter):
         "budget_forced": "1 when the reasoning budget ran out and the cue was injected",
     }
 
+    def check(self, max_new_tokens: int) -> None:
+        if self.params.max_reasoning_tokens >= max_new_tokens:
+            raise ValueError(
+                f"max_reasoning_tokens={self.params.max_reasoning_tokens} >= max_new_tokens={max_new_tokens}: "
+                "the budget would never be forced (the variant would be the baseline)"
+            )
+
     def make_policy(self, tokenizer) -> DecodePolicy:
         cue_ids = tokenizer(self.params.answer_cue, add_special_tokens=False)["input_ids"]
         return BudgetPolicy(self.params, cue_ids, tokenizer)

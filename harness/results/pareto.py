@@ -28,6 +28,7 @@ class CostAxis(NamedTuple):
 COST_AXES: dict[str, CostAxis] = {
     "energy_per_correct_j": CostAxis("energy_per_correct_j", "Energy per correct answer", "J"),
     "energy_per_token_j": CostAxis("energy_per_token_j", "Energy per output token", "J"),
+    "energy_per_sample_j": CostAxis("energy_per_sample_j", "Energy per sample (problem)", "J"),
     "latency_p50_s": CostAxis("latency_p50_s", "Latency p50", "s"),
     "latency_p90_s": CostAxis("latency_p90_s", "Latency p90", "s"),
     "output_tokens_mean": CostAxis("output_tokens_mean", "Mean output tokens", "tokens"),

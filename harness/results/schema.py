@@ -45,7 +45,7 @@ __all__ = [
     "sample_table",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: energy_per_sample_j
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -141,6 +141,7 @@ CELL_SCHEMA = pa.schema(
         _f("flag_counter_reset", _BOOL),
         # derived energy
         _f("energy_per_token_j", _F64),
+        _f("energy_per_sample_j", _F64),
         _f("energy_per_correct_j", _F64),  # null when nothing is correct
     ]
 )

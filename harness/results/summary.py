@@ -78,10 +78,10 @@ def _has_values(df: pd.DataFrame, col: str) -> bool:
 
 
 def front_axis(cells_df: pd.DataFrame) -> str | None:
-    """The cost axis the summary's front uses: energy per token when any ok cell has it, else
-    latency p50 when any has that, else None."""
+    """The cost axis the summary's front uses: energy per sample (what a problem costs) when any
+    ok cell has it, else energy per token, else latency p50, else None."""
     ok = cells_df[cells_df["status"] == "ok"] if "status" in cells_df.columns else cells_df
-    for name in ("energy_per_token_j", "latency_p50_s"):
+    for name in ("energy_per_sample_j", "energy_per_token_j", "latency_p50_s"):
         if _has_values(ok, COST_AXES[name].column):
             return name
     return None
@@ -111,12 +111,17 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results") -> Tabl
     on_front = pd.Series(False, index=df.index)
     if axis is not None and "accuracy" in df.columns:
         ok = df["status"] == "ok" if "status" in df.columns else pd.Series(True, index=df.index)
-        groups = [c for c in DEFAULT_GROUP_COLS if c in df.columns]
+        # cells over different sample sets (limits) are not compared on one front
+        groups = [c for c in (*DEFAULT_GROUP_COLS, "limit") if c in df.columns]
         on_front.loc[ok[ok].index] = pareto_front(
             df[ok], cost_col=COST_AXES[axis].column, group_cols=groups
         )
-    if axis == "energy_per_token_j":
-        table.caption = "front ✓: Pareto front of accuracy vs energy per output token"
+    modelled = "energy_estimated" in df.columns and df["energy_estimated"].fillna(False).astype(bool).any()
+    note = " (modelled energy: codecarbon estimate)" if modelled else ""
+    if axis == "energy_per_sample_j":
+        table.caption = f"front ✓: Pareto front of accuracy vs energy per sample{note}"
+    elif axis == "energy_per_token_j":
+        table.caption = f"front ✓: Pareto front of accuracy vs energy per output token{note}"
     elif axis == "latency_p50_s":
         table.caption = (
             "front ✓: Pareto front of accuracy vs latency p50 (no energy measured for any cell)"
@@ -127,9 +132,12 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results") -> Tabl
     show_model = _distinct(df, "model") > 1
     show_batch = _distinct(df, "batch_size") > 1
     show_repeat = _distinct(df, "repeat") > 1
-    sort_cols = [c for c in ("task", "model", "variant", "batch_size", "repeat") if c in df.columns]
+    show_run = _distinct(df, "run_id") > 1
+    sort_cols = [c for c in ("run_id", "task", "model", "variant", "batch_size", "repeat") if c in df.columns]
     order = df.sort_values(sort_cols, na_position="last", kind="stable").index if sort_cols else df.index
 
+    if show_run:
+        table.add_column("run")
     table.add_column("task")
     if show_model:
         table.add_column("model")
@@ -154,10 +162,11 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results") -> Tabl
         status = _str(get(row, "status")) or _MISSING
         if status == "error" and _str(get(row, "error")):
             msg = _str(get(row, "error")) or ""
-            status = f"error: {msg[:60]}{'…' if len(msg) > 60 else ''}"
+            status = f"error: {msg[:300]}{'…' if len(msg) > 300 else ''}"
         toks = _num(get(row, "output_tokens_mean"))
         n = _num(get(row, "n"))
-        cells = [_str(get(row, "task")) or _MISSING]
+        cells = [_str(get(row, "run_id")) or _MISSING] if show_run else []
+        cells.append(_str(get(row, "task")) or _MISSING)
         if show_model:
             cells.append(_str(get(row, "model")) or _MISSING)
         cells.append(_str(get(row, "variant")) or _MISSING)

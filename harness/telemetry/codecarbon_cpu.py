@@ -10,8 +10,11 @@ from an estimated DIMM count. The TDP constant comes from
 (``DEFAULT_POWER_PER_CORE``). It is read off the tracker's CPU hardware object
 (``_tdp``) and reported as ``energy_assumed_power_w``.
 
-``energy_j`` = codecarbon's ``cpu_energy + ram_energy`` (kWh -> J). GPU energy
-is excluded (``gpu_ids=[]``: GPUs are measured by NVML), and PUE is fixed at 1.
+``energy_j`` = codecarbon's ``cpu_energy`` (kWh -> J): the CPU package, the same scope
+as RAPL's package domain, so the two CPU sources mean the same thing. codecarbon's RAM
+figure (a fixed ~20 W model here, which would dominate a small-CPU estimate and hide the
+CPU's load model) is kept beside it in ``ram_energy_j``, not added. GPU energy is excluded
+(``gpu_ids=[]``: GPUs are measured by NVML), and PUE is fixed at 1.
 
 Tracking mode: ``"machine"``. It models the whole package like RAPL and NVML
 measure whole devices, so every energy source means "device energy during the
@@ -98,7 +101,7 @@ class CodecarbonEstimate:
     """codecarbon's figures for one window (SI units).
 
     Attributes:
-        energy_j: CPU + RAM modelled energy, J.
+        energy_j: CPU (package) modelled energy, J.
         cpu_energy_j / ram_energy_j: the two parts, J.
         assumed_cpu_power_w: the CPU TDP constant the load model scales, W.
         cpu_power_w / ram_power_w: mean modelled power over the window, W.
@@ -144,7 +147,7 @@ class CodecarbonWindow:
             raise CodecarbonUnavailable("codecarbon produced no emissions data")
         cpu_j = float(data.cpu_energy) * J_PER_KWH
         ram_j = float(data.ram_energy) * J_PER_KWH
-        energy_j = cpu_j + ram_j
+        energy_j = cpu_j
         total_kwh = float(data.energy_consumed or 0.0)
         co2 = None
         if data.emissions is not None:

@@ -471,9 +471,8 @@ class Telemetry:
             res.co2_source = CO2_SOURCE if estimate.co2_kg is not None else UNAVAILABLE
             if res.duration_s < CODECARBON_MIN_WINDOW_S:
                 res.flag_short_window = True
-                modelled = [p for p in (estimate.cpu_power_w, estimate.ram_power_w) if p is not None]
-                if modelled:
-                    res.energy_j = sum(modelled) * res.duration_s
+                if estimate.cpu_power_w is not None:
+                    res.energy_j = estimate.cpu_power_w * res.duration_s
                     res.co2_kg, res.co2_source = None, UNAVAILABLE  # recomputed for the new energy
             res.details["codecarbon"] = {
                 "cpu_energy_j": estimate.cpu_energy_j,

@@ -1,0 +1,138 @@
+"""The dashboard in a real browser: `streamlit run` on a free loopback port, driven by Debian's
+headless Chromium through Playwright (never a downloaded browser). Reads the Pareto front from
+the page's markup before and after switching the cost axis, and saves a screenshot."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} not found (install Debian's chromium: apt-get install -y chromium; .ci/run does)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+
+from dashboard import synthetic  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "20260101T000000Z-synth-0001"
+# (n_correct of 10, energy per token J, latency p50 s): the front differs between the two axes
+CASE = {"A": (8, 1.0, 5.0), "B": (6, 0.5, 1.0), "C": (7, 0.4, 6.0), "D": (5, 2.0, 0.5)}
+ENERGY_FRONT = {"A", "C"}
+LATENCY_FRONT = {"A", "B", "D"}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    root = tmp_path / "results"
+    synthetic.write_run(
+        root,
+        RUN,
+        [
+            synthetic.cell(RUN, variant=v, adapter="think_budget" if v in "AC" else "int8", params={"v": v},
+                           n=10, n_correct=k, energy_per_token_j=e, latency_p50_s=lat)
+            for v, (k, e, lat) in CASE.items()
+        ],
+    )
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
+            "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none",
+            "--", "--results", str(root),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _front(page) -> tuple[str, set[str]]:
+    table = page.locator(".st-key-pareto-front table.pareto-front")
+    axis = table.get_attribute("data-axis")
+    rows = table.locator("tr.front-row")
+    return axis, {rows.nth(i).get_attribute("data-variant") for i in range(rows.count())}
+
+
+def test_pareto_front_in_chromium(served: str, tmp_path: Path):
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1300},
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(90_000)
+            page.goto(f"{served}/pareto")
+            page.locator(".js-plotly-plot").first.wait_for(state="visible")
+            page.locator('.st-key-pareto-front table[data-axis="energy_per_token_j"]').wait_for()
+            assert _front(page) == ("energy_per_token_j", ENERGY_FRONT)
+            assert "modelled estimate" in page.locator(".js-plotly-plot .xtitle").first.text_content()
+
+            box = page.locator(".st-key-pareto_axis")
+            box.click()
+            page.get_by_role("option", name="Latency p50").click()
+            page.locator('.st-key-pareto-front table[data-axis="latency_p50_s"]').wait_for()
+            page.locator(".js-plotly-plot").first.wait_for(state="visible")
+            assert _front(page) == ("latency_p50_s", LATENCY_FRONT)
+            time.sleep(1.0)  # let the chart finish its transition before the picture
+            shot = tmp_path / "pareto_latency.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()

@@ -123,10 +123,15 @@ def _skip(path: Path, why: object) -> None:
     warnings.warn(f"skipping results file {path}: {why}", ResultsReadWarning, stacklevel=3)
 
 
-def _read_file(path: Path, expected: pa.Schema) -> pa.Table | None:
-    """Read one file conformed to ``expected``; None (with a warning) when it must be skipped."""
+def _read_file(path: Path) -> pa.Table | None:
+    """Read one file after its version check; None (with a warning) when it must be skipped.
+
+    The file is opened once (schema and data); conforming to the expected schema happens per
+    distinct column layout in :func:`_read_all`, not per file (the dashboard reads thousands).
+    """
     try:
-        file_schema = pq.read_schema(path)
+        handle = pq.ParquetFile(path)
+        file_schema = handle.schema_arrow
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated, not parquet
         _skip(path, exc)
         return None
@@ -147,15 +152,39 @@ def _read_file(path: Path, expected: pa.Schema) -> pa.Table | None:
             f"harness release of schema MAJOR {major}, or migrate the file."
         )
     try:
-        table = pq.read_table(path)
+        return handle.read()
     except Exception as exc:  # noqa: BLE001
         _skip(path, exc)
         return None
-    try:
-        return _conform(table, expected)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        _skip(path, f"columns do not match the schema: {exc}")
-        return None
+
+
+_CONFORM_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _read_all(paths: Iterator[Path], expected: pa.Schema) -> list[pa.Table]:
+    """Read files and conform them to ``expected``, once per distinct column layout.
+
+    A file whose columns cannot be cast to the schema is skipped with a warning (the rest of
+    its layout group is conformed file by file so that only the bad file is lost).
+    """
+    groups: dict[pa.Schema, list[tuple[Path, pa.Table]]] = {}
+    for path in paths:
+        table = _read_file(path)
+        if table is not None:
+            groups.setdefault(table.schema.remove_metadata(), []).append((path, table))
+    out: list[pa.Table] = []
+    for members in groups.values():
+        try:
+            out.append(_conform(pa.concat_tables([t for _, t in members], promote_options="none"), expected))
+            continue
+        except _CONFORM_ERRORS:
+            pass
+        for path, table in members:
+            try:
+                out.append(_conform(table, expected))
+            except _CONFORM_ERRORS as exc:
+                _skip(path, f"columns do not match the schema: {exc}")
+    return out
 
 
 def _conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
@@ -204,12 +233,7 @@ def read_cells(root: Path | str, run_id: str | None = None) -> pd.DataFrame:
     Raises:
         SchemaVersionError: if a file has a different schema MAJOR version.
     """
-    tables = [
-        t
-        for p in _files(root, CELLS_DIR, run_id, None)
-        if (t := _read_file(p, CELL_SCHEMA)) is not None
-    ]
-    return _to_pandas(tables, CELL_SCHEMA)
+    return _to_pandas(_read_all(_files(root, CELLS_DIR, run_id, None), CELL_SCHEMA), CELL_SCHEMA)
 
 
 def read_samples(
@@ -220,9 +244,4 @@ def read_samples(
     Raises:
         SchemaVersionError: if a file has a different schema MAJOR version.
     """
-    tables = [
-        t
-        for p in _files(root, SAMPLES_DIR, run_id, cell_hash)
-        if (t := _read_file(p, SAMPLE_SCHEMA)) is not None
-    ]
-    return _to_pandas(tables, SAMPLE_SCHEMA)
+    return _to_pandas(_read_all(_files(root, SAMPLES_DIR, run_id, cell_hash), SAMPLE_SCHEMA), SAMPLE_SCHEMA)

@@ -80,12 +80,14 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
 
 
 def counter_columns(samples: list[dict[str, Any]]) -> dict[str, float]:
-    """Adapter counters aggregated per cell: ``counter_<name>_mean`` over samples."""
+    """Adapter counters aggregated per cell: ``counter_<name>_mean`` over samples (a counter
+    that is already a per-request mean, ``<x>_mean``, keeps its name: ``counter_<x>_mean``)."""
     names = sorted({k for s in samples for k in json.loads(s.get("counters_json") or "{}")})
     out = {}
     for name in names:
         values = [json.loads(s["counters_json"]).get(name) for s in samples if s.get("counters_json")]
-        out[f"counter_{name}_mean"] = _mean([v for v in values if v is not None])
+        column = f"counter_{name}" if name.endswith("_mean") else f"counter_{name}_mean"
+        out[column] = _mean([v for v in values if v is not None])
     return out
 
 

@@ -98,3 +98,22 @@ def test_baseline_matches_lm_eval_hf_backend(embedded, data_dir):
     expected, got = texts(hf), texts(ours)
     assert len(expected) == 3 and all(expected.values())
     assert got == expected
+
+
+def test_early_exit_on_embedded_skips_layers(embedded):
+    _, ids = _prompts(embedded)
+    settings = GenerationSettings(16, eos_token_ids=[])
+    variant = ADAPTERS.get("early_exit")({"tau": 0.98, "min_layers": 8}).wrap(embedded)
+    out = generate(variant.model, embedded.tokenizer, ids[1:], settings, variant.policy_factory())[0]
+    depth = len(embedded.model.model.layers)
+    assert 8 <= out.counters["layers_executed_mean"] < depth
+
+
+def test_depth_subnet_on_embedded_is_smaller_and_different(embedded):
+    _, ids = _prompts(embedded)
+    settings = GenerationSettings(16, eos_token_ids=[])
+    full = generate(embedded.model, embedded.tokenizer, ids[1:], settings)[0]
+    variant = ADAPTERS.get("depth_subnet")({"layers": 20}).wrap(embedded)
+    sub = generate(variant.model, embedded.tokenizer, ids[1:], settings, variant.policy_factory())[0]
+    assert sub.token_ids != full.token_ids and sub.counters["layers_executed"] == 20.0
+    assert variant.param_bytes < param_bytes(embedded.model)

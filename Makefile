@@ -67,7 +67,7 @@ gate: $(STAMP)
 
 dashboard: $(STAMP)
 	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false -- --results $(abspath $(RESULTS))
+		--server.headless true --browser.gatherUsageStats false --client.toolbarMode viewer -- --results $(abspath $(RESULTS))
 
 clean-venv:
 	rm -rf $(VENV)

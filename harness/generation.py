@@ -116,6 +116,17 @@ class DecodePolicy:
         """Called once per row when it is done (final counters)."""
 
 
+class StaticCounters(DecodePolicy):
+    """Plain greedy decoding that reports fixed per-request counters (a model transform's
+    facts, e.g. layers kept or modules quantized)."""
+
+    def __init__(self, counters: dict[str, float]):
+        self.counters = counters
+
+    def finish(self, row: RowState) -> None:
+        row.counters.update(self.counters)
+
+
 @dataclass
 class GenerationSettings:
     """Settings shared by a cell's requests.

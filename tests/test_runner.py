@@ -79,6 +79,9 @@ def test_results_layout_and_columns(first_run):
         assert row.accuracy == pytest.approx(mine["correct"].mean())
         assert row.energy_source in {"nvml_counter", "nvml_power_integral", "rapl", "codecarbon_estimate", "unavailable"}
         assert (row.energy_j is None or row.energy_j != row.energy_j) == (row.energy_source == "unavailable")
+        if row.energy_j == row.energy_j and row.energy_j is not None:
+            assert row.energy_per_sample_j == pytest.approx(row.energy_j / row.n)
+            assert row.energy_per_token_j == pytest.approx(row.energy_j / row.output_tokens_total)
     assert samples["ttft_s"].notna().all() and samples["latency_s"].notna().all()
     assert (samples["output_tokens"] <= 16).all()
     budget = cells[cells["variant"] == "budget-3"]

@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 
 from harness.adapters.base import Adapter, AdapterParams, register_adapter
-from harness.generation import DecodePolicy
+from harness.generation import DecodePolicy, StaticCounters
 
 
 class DepthSubnetParams(AdapterParams):
@@ -70,10 +70,4 @@ class DepthSubnet(Adapter):
         return truncate_layers(base.model, self.params.layers)
 
     def make_policy(self, tokenizer) -> DecodePolicy:
-        k = float(self.params.layers)
-
-        class Count(DecodePolicy):
-            def finish(self, row):
-                row.counters["layers_executed"] = k
-
-        return Count()
+        return StaticCounters({"layers_executed": float(self.params.layers)})

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import Field
 
 from harness.adapters.base import Adapter, AdapterParams, register_adapter
+from harness.generation import StaticCounters
 
 LAYER_PREFIX = "model.layers."
 
@@ -68,12 +69,4 @@ class Int8(Adapter):
         return model.eval()
 
     def make_policy(self, tokenizer):
-        from harness.generation import DecodePolicy
-
-        quantized = self.quantized
-
-        class Count(DecodePolicy):
-            def finish(self, row):
-                row.counters["quantized_linears"] = float(quantized)
-
-        return Count()
+        return StaticCounters({"quantized_linears": float(self.quantized)})

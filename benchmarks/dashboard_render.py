@@ -55,6 +55,8 @@ def _ensure_results(root: Path, cells: int, samples: int) -> None:
     marker = root / f".synthetic-{cells}x{samples}"
     if marker.exists():
         return
+    if root.exists() and any(root.iterdir()):
+        raise SystemExit(f"{root} is not empty and holds no synthetic results of this size: pass a fresh --root")
     sys.path.insert(0, str(REPO))
     from dashboard.synthetic import write_large
 

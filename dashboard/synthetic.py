@@ -192,6 +192,7 @@ def write_large(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from harness.results.index import write_cells_index
     from harness.results.schema import SAMPLE_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
     rng = np.random.default_rng(seed)
@@ -250,3 +251,4 @@ def write_large(
             table = pa.Table.from_arrays(arrays, schema=SAMPLE_SCHEMA).replace_schema_metadata(metadata)
             pq.write_table(table, store.samples_path(row["cell_hash"]))
             made += 1
+        write_cells_index(store.run_dir)  # as the runner does when a run finishes

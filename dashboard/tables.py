@@ -84,6 +84,7 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "output_tokens_mean": "out tokens",
     "truncation_rate": "truncated",
     "throughput_tok_per_s": "throughput (tok/s)",
+    "warmup_time_s": "cold start (s)",
     "peak_rss_mib": "peak RSS (MiB)",
     "peak_allocated_mib": "peak GPU alloc (MiB)",
     "params_json": "params",
@@ -114,6 +115,9 @@ def leaderboard_rows(cells: pd.DataFrame) -> pd.DataFrame:
     out["energy_source"] = _energy_source(cells)
     for name in ("latency_p50_s", "latency_p90_s", "ttft_p50_s", "output_tokens_mean", "truncation_rate", "throughput_tok_per_s"):
         out[name] = num(name)
+    warmup = num("warmup_time_s")
+    if warmup.notna().any():
+        out["warmup_time_s"] = warmup
     out["peak_rss_mib"] = num("peak_rss_bytes") / MIB
     gpu = num("peak_allocated_bytes") / MIB
     if gpu.notna().any():

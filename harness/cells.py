@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from harness.suite import Cell
@@ -22,6 +22,7 @@ class CellOutcome:
 
     cell_row: dict[str, Any]
     sample_rows: list[dict[str, Any]]
+    telemetry_samples: list = field(default_factory=list)  # the window's probe readings
 
 
 class CellRunner(Protocol):
@@ -91,6 +92,18 @@ def counter_columns(samples: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+WARMUP_TOKENS = 8
+"""Tokens decoded per warm-up request: enough to run prefill and the decode step's kernels."""
+
+
+def _warm_up(variant, spec, docs: list[dict], cell: Cell) -> float:
+    """Decode ``cell.warmup`` of the task's own prompts (chat template applied) before the
+    measured window; returns their wall time (the cold start)."""
+    picked = [docs[i % len(docs)] for i in range(cell.warmup)]
+    prompts = [variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]) for d in picked]
+    return variant.warmup(prompts, min(WARMUP_TOKENS, cell.max_new_tokens))
+
+
 class EvalCellRunner:
     """Evaluation cells: ``adapter.wrap(base)`` evaluated by lm-eval on a harness task."""
 
@@ -111,6 +124,7 @@ class EvalCellRunner:
         if on_progress:
             variant.on_progress = lambda done: on_progress(done, n_docs)
         task = build_task(spec, cell.max_new_tokens, docs)
+        warmup_time_s = _warm_up(variant, spec, docs, cell) if cell.warmup else None
         variant.telemetry, variant.window_key = telemetry, cell.cell_hash
         # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
         output = lm_eval.simple_evaluate(
@@ -176,8 +190,10 @@ class EvalCellRunner:
             else None,
             "energy_per_correct_j": energy / metrics["n_correct"] if energy is not None and metrics["n_correct"] else None,
             "energy_per_sample_j": energy / metrics["n"] if energy is not None and metrics["n"] else None,
+            "warmup_requests": cell.warmup,
+            "warmup_time_s": warmup_time_s,
         }
-        return CellOutcome(cell_row=row, sample_rows=samples)
+        return CellOutcome(cell_row=row, sample_rows=samples, telemetry_samples=variant.window_results[0].samples)
 
 
 CELL_RUNNERS: dict[str, CellRunner] = {"eval": EvalCellRunner()}

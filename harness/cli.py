@@ -39,6 +39,9 @@ def run(
     limit: Optional[str] = typer.Option(None, "--limit", "-n", help="samples per task (default: the suite's)"),
     force: bool = typer.Option(False, "--force", help="re-run cells that are already complete"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N (default: the suite's)"),
+    telemetry_series: bool = typer.Option(
+        False, "--telemetry-series", help="also write each cell's power/memory time series to <run>/telemetry/"
+    ),
 ) -> None:
     """Run (or resume) a suite and print the summary table."""
     from harness.runner import run_suite
@@ -54,7 +57,15 @@ def run(
     if device is not None and not re.match(DEVICE_PATTERN, device):
         _fail(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
     try:
-        report = run_suite(resolve_path(suite), results, limit=n, force=force, device=device, console=console)
+        report = run_suite(
+            resolve_path(suite),
+            results,
+            limit=n,
+            force=force,
+            device=device,
+            console=console,
+            telemetry_series=telemetry_series,
+        )
     except (SuiteError, DataError) as exc:
         _fail(str(exc))
     if report.failed:
@@ -151,11 +162,15 @@ def _regrade_run(run_dir: Path) -> None:
 def summary(results: Path = typer.Argument(Path("results"), help="results root or run directory")) -> None:
     """Print the summary table of every cell under a results root."""
     from harness.results import read_cells, summary_table
+    from harness.results.summary import spread_table
 
     cells = read_cells(results)
     if cells.empty:
         _fail(f"no cells under {results}")
     console.print(summary_table(cells))
+    spread = spread_table(cells)
+    if spread is not None:
+        console.print(spread)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import suite as suite_mod
 from harness.cells import CELL_RUNNERS
 from harness.results import CellExistsError, RunStore, find_run, new_run_id, read_cells, summary_table
+from harness.results.summary import spread_table
+from harness.telemetry.series import series_rows
+from harness.results.index import write_cells_index
 
 
 def _now() -> str:
@@ -78,6 +82,7 @@ def run_suite(
     force: bool = False,
     device: str | None = None,
     console: Console | None = None,
+    telemetry_series: bool = False,
 ) -> RunReport:
     """Run (or resume) a suite into ``results_root``.
 
@@ -88,6 +93,8 @@ def run_suite(
         force: re-run cells that are already complete.
         device: overrides the suite's device (``auto``/``cpu``/``cuda``...).
         console: where progress and the summary go.
+        telemetry_series: also write each cell's probe readings to
+            ``<run>/telemetry/<cell_hash>.parquet`` (see :mod:`harness.telemetry.series`).
 
     Raises:
         SuiteError: the suite is invalid (before any model is loaded).
@@ -125,13 +132,27 @@ def run_suite(
     ran = failed = 0
     if pending:
         _check_inputs(pending, device or suite.defaults.device, resolve_device)
-        ran, failed = _run_cells(pending, store, device or suite.defaults.device, console, resolve_device, force)
+        ran, failed = _run_cells(
+            pending, store, device or suite.defaults.device, console, resolve_device, force, telemetry_series
+        )
         store.write_run_json({"finished_at": _now()})
+    _index(store)
     cells_df = read_cells(store.run_dir)
     if not cells_df.empty:
         console.print(summary_table(cells_df, title=f"{suite.name} — {run_id}"))
+        spread = spread_table(cells_df)
+        if spread is not None:
+            console.print(spread)
     console.print(f"results: {store.run_dir}")
     return RunReport(store.run_dir, run_id, len(cells), skipped, ran, failed)
+
+
+def _index(store: RunStore) -> None:
+    """Refresh the run's cells index (a read cache for large results roots; never fatal)."""
+    try:
+        write_cells_index(store.run_dir)
+    except Exception as exc:  # noqa: BLE001 - the cell files stay the truth
+        warnings.warn(f"could not write the cells index of {store.run_dir}: {exc}", stacklevel=2)
 
 
 def _check_inputs(pending, device_setting: str, resolve_device) -> None:
@@ -154,7 +175,13 @@ def _check_inputs(pending, device_setting: str, resolve_device) -> None:
 
 
 def _run_cells(
-    pending, store: RunStore, device_setting: str, console: Console, resolve_device, force: bool
+    pending,
+    store: RunStore,
+    device_setting: str,
+    console: Console,
+    resolve_device,
+    force: bool,
+    telemetry_series: bool = False,
 ) -> tuple[int, int]:
     from harness import models
     from harness.telemetry import Telemetry, collect_provenance, hardware_id
@@ -220,6 +247,10 @@ def _run_cells(
                             "started_at": started,
                             "finished_at": _now(),
                         }
+                        if telemetry_series:
+                            store.write_telemetry_series(
+                                cell.cell_hash, series_rows(outcome.telemetry_samples, cell.cell_hash)
+                            )
                         store.write_cell(row, outcome.sample_rows, overwrite=force)
                         ran += 1
                     except Exception as exc:

@@ -51,7 +51,9 @@ class Defaults(_Strict):
         batch_size: requests decoded together (left padding).
         max_new_tokens: generation cap per request, in tokens.
         seed: random seed (recorded; decoding is greedy).
-        repeats: how many times each cell is run (timing spread).
+        repeats: how many times each cell is run (timing spread; CV reported in the summary).
+        warmup: requests decoded before each cell's measured window (0 = none): excluded from
+            every figure, their wall time reported as ``warmup_time_s`` (the cold start).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
     """
 
@@ -60,6 +62,7 @@ class Defaults(_Strict):
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0
     repeats: int = Field(1, ge=1)
+    warmup: int = Field(1, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
 
 
@@ -306,6 +309,7 @@ class Cell:
     seed: int
     repeat: int
     device: str
+    warmup: int = 0  # not part of the identity: warm-up is excluded from every figure
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -370,6 +374,7 @@ def expand(suite: Suite, limit: int | None = None, model_ids: dict[str, str] | N
                             seed=d.seed,
                             repeat=repeat,
                             device=d.device,
+                            warmup=d.warmup,
                         )
                     )
     return cells

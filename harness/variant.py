@@ -113,6 +113,23 @@ class GenerationVariant(LM):
         self.window_results.append(window.result)
         return outputs
 
+    def warmup(self, prompts: list[str], max_new_tokens: int) -> float:
+        """Decode ``prompts`` (chat-formatted texts) once, outside any telemetry window and
+        without recording stats: the cold start (first allocations, kernel selection, lazy
+        initialisation) is paid here instead of by the first measured batch.
+
+        Returns:
+            The wall time in seconds (the cell's ``warmup_time_s``).
+        """
+        from harness.telemetry.clock import monotonic_s
+
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos_ids(self.model, self.tokenizer))
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        began = monotonic_s()
+        for start in range(0, len(encoded), self.batch_size):
+            generate(self.model, self.tokenizer, encoded[start : start + self.batch_size], settings, self.policy_factory())
+        return monotonic_s() - began
+
     def _generate_until(self, requests) -> list[str]:
         """Greedy generation for lm-eval ``generate_until`` requests.
 

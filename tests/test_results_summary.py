@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from rich.console import Console
 
 from harness.results.reader import read_cells
@@ -75,3 +76,25 @@ def test_display_units():
     assert format_seconds(None) == "—"
     assert format_energy(0.0123, "rapl") == "12.3 mJ (rapl)"
     assert format_energy(4567.0) == "4.57 kJ"
+
+
+def test_spread_over_repeats_reports_cv_per_cell():
+    from harness.results.spread import repeat_spread
+    from harness.results.summary import spread_table
+
+    base = {"run_id": "r", "model": "m", "dtype": "fp32", "batch_size": 1, "task": "t", "task_version": "1",
+            "params_hash": "p", "status": "ok"}
+    rows = [
+        {**base, "variant": "a", "repeat": i, "latency_p50_s": v, "energy_j": 10.0}
+        for i, v in enumerate([1.0, 2.0, 3.0])
+    ] + [{**base, "variant": "b", "repeat": 0, "latency_p50_s": 5.0}]  # not repeated: no spread row
+    rows.append({**base, "variant": "a", "repeat": 3, "latency_p50_s": 100.0, "status": "error"})  # ignored
+    spread = repeat_spread(pd.DataFrame(rows))
+    assert list(spread["variant"]) == ["a"]
+    row = spread.iloc[0]
+    assert row["repeats"] == 3
+    assert row["latency_p50_s_mean"] == pytest.approx(2.0)
+    assert row["latency_p50_s_cv"] == pytest.approx(0.5)  # std 1.0 (ddof=1) / mean 2.0
+    assert row["energy_j_cv"] == pytest.approx(0.0)
+    assert spread_table(pd.DataFrame(rows)) is not None
+    assert spread_table(pd.DataFrame(rows[3:4])) is None

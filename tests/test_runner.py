@@ -57,7 +57,7 @@ def first_run(suite_file, tmp_path_factory, embedded):
     if not Path(os.environ["HARNESS_DATA_DIR"]).is_dir():
         pytest.skip("offline data not found")
     root = tmp_path_factory.mktemp("results")
-    report = run_suite(suite_file, root)
+    report = run_suite(suite_file, root, telemetry_series=True)
     return root, report
 
 
@@ -88,6 +88,14 @@ def test_results_layout_and_columns(first_run):
     assert (budget["counter_reasoning_tokens_mean"] <= 3).all()
     int8 = cells[cells["variant"] == "int8"]
     assert (int8["compression_ratio"] > 2.3).all()
+    # warm-up: one request per cell before the window, timed separately
+    assert (cells["warmup_requests"] == 1).all() and (cells["warmup_time_s"] > 0).all()
+    # the derived cells index and the opt-in telemetry series
+    assert (report.run_dir / "cells_index.parquet").is_file()
+    for h in cells["cell_hash"]:
+        series = pq.read_table(report.run_dir / "telemetry" / f"{h}.parquet").to_pandas()
+        assert len(series) >= 2 and series["rss_bytes"].notna().all()
+        assert series["t_s"].is_monotonic_increasing and series["t_s"].iloc[0] == 0
 
 
 def test_regrade_reproduces_stored_correct(first_run):

@@ -160,3 +160,18 @@ def test_missing_data_fails_before_any_model_loads(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="nowhere"):
         run_suite(_write(tmp_path, {**_base(), "defaults": {"device": "cpu"}}), tmp_path / "results")
     assert not list((tmp_path / "results").glob("runs/*/cells/*"))
+
+
+def test_warmup_is_a_setting_but_not_part_of_the_cell_identity():
+    from harness.suite import expand, parse
+
+    def cells(warmup):
+        data = {"name": "w", "models": ["embedded"], "tasks": ["gsm8k"], "variants": [{"name": "b", "adapter": "baseline"}],
+                "defaults": {"warmup": warmup}}
+        return expand(parse(data), model_ids={"embedded": "embedded:x"})
+
+    none, two = cells(0), cells(2)
+    assert none[0].warmup == 0 and two[0].warmup == 2
+    assert none[0].cell_hash == two[0].cell_hash  # warm-up never changes what a cell measures
+    with pytest.raises(Exception, match="warmup"):
+        cells(-1)

@@ -118,3 +118,25 @@ def test_clocks():
     assert MonotonicClock().now() >= a
     with pytest.raises(ValueError):
         Sampler({}, period_s=0)
+
+
+def test_series_rows_one_row_per_reading_and_device():
+    from harness.results.schema import telemetry_series_table
+    from harness.telemetry.sampler import Sample
+    from harness.telemetry.series import series_rows
+
+    gpu = [
+        Sample(10.0, {"rss_bytes": 100, "power_w": [50.0, 60.0], "mem_used_bytes": [1, 2], "util": [0.5, None]}),
+        Sample(10.5, {"rss_bytes": 110, "power_w": [55.0, None], "mem_used_bytes": [3, 4], "util": [0.6, 0.7]}),
+    ]
+    rows = series_rows(gpu, "h")
+    assert [(r["t_s"], r["device_index"], r["power_w"]) for r in rows] == [
+        (0.0, 0, 50.0), (0.0, 1, 60.0), (0.5, 0, 55.0), (0.5, 1, None)
+    ]
+    assert rows[3]["device_used_bytes"] == 4 and rows[1]["gpu_util"] is None
+    cpu = series_rows([Sample(1.0, {"rss_bytes": 7, "rapl_j": 2.5}), Sample(1.25, {"rss_bytes": None})], "h")
+    assert [(r["t_s"], r["device_index"], r["rss_bytes"], r["cpu_energy_counter_j"]) for r in cpu] == [
+        (0.0, None, 7, 2.5), (0.25, None, None, None)
+    ]
+    assert telemetry_series_table(rows + cpu).num_rows == 6
+    assert series_rows([], "h") == []

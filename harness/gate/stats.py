@@ -34,6 +34,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import binomtest
 
+from harness.results.stats import coefficient_of_variation
+
 __all__ = [
     "AccuracyTest",
     "CostTest",
@@ -175,10 +177,7 @@ class CostTest:
 
 
 def _cv(x: np.ndarray) -> float:
-    mean = float(x.mean())
-    if x.size < 2 or mean == 0:
-        return 0.0
-    return float(x.std(ddof=1) / abs(mean))
+    return coefficient_of_variation(x) or 0.0
 
 
 def cost_test(

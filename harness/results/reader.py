@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.results.index import cell_files, load_cells_index
 from harness.results.schema import (
     CELL_SCHEMA,
     SAMPLE_SCHEMA,
@@ -227,13 +228,24 @@ def _to_pandas(tables: list[pa.Table], expected: pa.Schema) -> pd.DataFrame:
 def read_cells(root: Path | str, run_id: str | None = None) -> pd.DataFrame:
     """All cell rows under ``root`` (optionally one run), one row per cell file.
 
+    A run's ``cells_index.parquet`` (:mod:`harness.results.index`) supplies the rows of the cell
+    files it still matches; the other cell files are read directly.
+
     Columns: every column of ``CELL_SCHEMA`` in order, then any ``counter_*`` (and newer) columns.
     An empty root gives an empty frame with those columns.
 
     Raises:
         SchemaVersionError: if a file has a different schema MAJOR version.
     """
-    return _to_pandas(_read_all(_files(root, CELLS_DIR, run_id, None), CELL_SCHEMA), CELL_SCHEMA)
+    tables: list[pa.Table] = []
+    for d in run_dirs(root):
+        if run_id is not None and d.name != run_id:
+            continue
+        indexed, rest = load_cells_index(d, cell_files(d))
+        if indexed is not None:
+            tables.append(_conform(indexed, CELL_SCHEMA))
+        tables.extend(_read_all(iter(rest), CELL_SCHEMA))
+    return _to_pandas(tables, CELL_SCHEMA)
 
 
 def read_samples(

@@ -33,6 +33,7 @@ __all__ = [
     "COUNTER_PREFIX",
     "CELL_SCHEMA",
     "SAMPLE_SCHEMA",
+    "TELEMETRY_SERIES_SCHEMA",
     "CELL_COLUMNS",
     "SAMPLE_COLUMNS",
     "CELL_STATUSES",
@@ -43,9 +44,10 @@ __all__ = [
     "with_counters",
     "cell_table",
     "sample_table",
+    "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.1"  # 1.1: energy_per_sample_j
+SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warmup_requests, warmup_time_s
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -143,9 +145,27 @@ CELL_SCHEMA = pa.schema(
         _f("energy_per_token_j", _F64),
         _f("energy_per_sample_j", _F64),
         _f("energy_per_correct_j", _F64),  # null when nothing is correct
+        # warm-up before the measured window (1.2): excluded from every figure above
+        _f("warmup_requests", _I64),
+        _f("warmup_time_s", _F64),  # the cold start: wall time of the warm-up requests
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""
+
+TELEMETRY_SERIES_SCHEMA = pa.schema(
+    [
+        _f("cell_hash", _STR),
+        _f("t_s", _F64),  # since the window's first reading
+        _f("device_index", _I64),  # null on CPU
+        _f("power_w", _F64),
+        _f("device_used_bytes", _I64),
+        _f("process_device_used_bytes", _I64),
+        _f("gpu_util", _F64),  # 0..1
+        _f("rss_bytes", _I64),
+        _f("cpu_energy_counter_j", _F64),  # RAPL total since the telemetry started
+    ]
+)
+"""Arrow schema of the opt-in telemetry time series (``<run>/telemetry/<cell_hash>.parquet``)."""
 
 SAMPLE_SCHEMA = pa.schema(
     [
@@ -364,3 +384,13 @@ def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
                 f"sample row {i}: finish_reason must be one of {FINISH_REASONS}, got {fr!r}"
             )
     return _build_table(rows, SAMPLE_SCHEMA, "sample")
+
+
+def telemetry_series_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Build a telemetry time-series table (:data:`TELEMETRY_SERIES_SCHEMA`) from row dicts.
+
+    Raises:
+        ValueError: on an unknown key or a value of the wrong type.
+    """
+    return _build_table(rows, TELEMETRY_SERIES_SCHEMA, "telemetry")
+

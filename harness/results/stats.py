@@ -149,3 +149,18 @@ def accuracy_with_ci(
     else:
         low, high = bootstrap_mean_ci(x, seed=seed)
     return (mean, low, high)
+
+
+def coefficient_of_variation(values: Iterable[float | int | None]) -> float | None:
+    """Sample standard deviation (``ddof=1``) over ``|mean|`` of the finite values.
+
+    None for fewer than two values or a zero mean (no spread can be stated).
+    """
+    x = _clean(values)
+    if x.size < 2:
+        return None
+    mean = float(x.mean())
+    if mean == 0:
+        return None
+    return float(x.std(ddof=1) / abs(mean))
+

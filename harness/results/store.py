@@ -5,6 +5,8 @@ Layout under a results root::
     <root>/runs/<run_id>/run.json                   run metadata (provenance, suite hash, times)
     <root>/runs/<run_id>/cells/<cell_hash>.parquet   one row: the cell's summary (completion marker)
     <root>/runs/<run_id>/samples/<cell_hash>.parquet one row per sample of that cell
+    <root>/runs/<run_id>/telemetry/<cell_hash>.parquet  opt-in: the probes' time series (--telemetry-series)
+    <root>/runs/<run_id>/cells_index.parquet         derived read cache of cells/ (harness.results.index)
 
 Every file is written to a temporary name in its own directory (``.<name>.<pid>.<rand>.tmp``),
 flushed, fsync'ed and renamed over the final name with ``os.replace``: a crash never leaves a half
@@ -40,6 +42,7 @@ from harness.results.schema import (
     cell_table,
     parse_version,
     sample_table,
+    telemetry_series_table,
 )
 
 __all__ = [
@@ -59,6 +62,7 @@ RUNS_DIR = "runs"
 RUN_JSON = "run.json"
 CELLS_DIR = "cells"
 SAMPLES_DIR = "samples"
+TELEMETRY_DIR = "telemetry"
 TMP_SUFFIX = ".tmp"
 STALE_TMP_AGE_S = 3600.0
 """Temp files older than this (seconds) are removed by any write in the same directory."""
@@ -235,6 +239,15 @@ class RunStore:
 
     def samples_path(self, cell_hash: str) -> Path:
         return self.samples_dir / f"{self._check_hash(cell_hash)}.parquet"
+
+    def telemetry_path(self, cell_hash: str) -> Path:
+        return self.run_dir / TELEMETRY_DIR / f"{self._check_hash(cell_hash)}.parquet"
+
+    def write_telemetry_series(self, cell_hash: str, rows: Sequence[Mapping[str, Any]]) -> Path:
+        """Write a cell's opt-in telemetry time series (atomic; a re-run cell replaces its own)."""
+        path = self.telemetry_path(cell_hash)
+        _atomic_write_parquet(path, telemetry_series_table(rows))
+        return path
 
     @property
     def run_json_path(self) -> Path:

@@ -13,8 +13,9 @@ import pandas as pd
 from rich.table import Table
 
 from harness.results.pareto import COST_AXES, DEFAULT_GROUP_COLS, pareto_front
+from harness.results.spread import repeat_spread
 
-__all__ = ["summary_table", "front_axis", "format_seconds", "format_energy", "format_accuracy"]
+__all__ = ["summary_table", "spread_table", "front_axis", "format_seconds", "format_energy", "format_accuracy"]
 
 _MISSING = "—"
 
@@ -187,3 +188,32 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results") -> Tabl
         ]
         table.add_row(*cells)
     return table
+
+
+def _pct(v: Any) -> str:
+    x = _num(v)
+    return _MISSING if x is None else f"{x * 100:.1f}%"
+
+
+def spread_table(cells_df: pd.DataFrame, title: str | None = "Spread over repeats") -> Table | None:
+    """A rich table of the timing spread (CV) of every cell run more than once; None when no
+    cell has two ok repeats (see :func:`harness.results.spread.repeat_spread`)."""
+    spread = repeat_spread(cells_df)
+    if spread.empty:
+        return None
+    table = Table(title=title)
+    table.caption = "CV = sample standard deviation / mean over the ok repeats"
+    for name in ("task", "variant", "repeats", "latency p50 (mean)", "latency p50 CV", "throughput CV", "energy CV"):
+        table.add_column(name, justify="left" if name in ("task", "variant") else "right")
+    for _, row in spread.sort_values(["task", "variant"]).iterrows():
+        table.add_row(
+            str(row.get("task", _MISSING)),
+            str(row.get("variant", _MISSING)),
+            str(row["repeats"]),
+            format_seconds(row.get("latency_p50_s_mean")),
+            _pct(row.get("latency_p50_s_cv")),
+            _pct(row.get("throughput_tok_per_s_cv")),
+            _pct(row.get("energy_j_cv")),
+        )
+    return table
+

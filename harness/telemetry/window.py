@@ -90,7 +90,8 @@ Shorter windows get ``(modelled CPU + RAM power) x duration``, flagged short."""
 class WindowResult:
     """What one window measured. Units are SI and in the names; see CONTRACTS.md.
 
-    ``details`` holds per-device figures for debugging; it is not a column.
+    ``details`` holds per-device figures for debugging; ``samples`` the window's probe
+    readings (its two edges and the sampler's ticks between them); neither is a column.
     """
 
     key: str
@@ -120,6 +121,7 @@ class WindowResult:
     flag_short_window: bool = False
     flag_counter_reset: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list, repr=False)  # edges + ticks, time order
 
     def as_columns(self) -> dict[str, Any]:
         """Exactly the telemetry columns of CONTRACTS.md, in that order."""
@@ -393,7 +395,7 @@ class Telemetry:
                     cc_error = str(exc)
 
         samples = sorted([w.edge0, *ticks, edge1], key=lambda s: s.t)
-        res = WindowResult(key=key, duration_s=t1 - w.t0)
+        res = WindowResult(key=key, duration_s=t1 - w.t0, samples=samples)
         res.peak_rss_bytes, res.peak_rss_source = peak_rss, rss_source
         res.idle_power_w, res.idle_power_source = self.idle_power_w, self.idle_power_source
         if self.background:

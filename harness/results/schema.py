@@ -45,7 +45,7 @@ __all__ = [
     "sample_table",
 ]
 
-SCHEMA_VERSION = "1.1"  # 1.1: energy_per_sample_j
+SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: calibration_json, calibration_time_s
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -143,6 +143,11 @@ CELL_SCHEMA = pa.schema(
         _f("energy_per_token_j", _F64),
         _f("energy_per_sample_j", _F64),
         _f("energy_per_correct_j", _F64),  # null when nothing is correct
+        # adapter preparation before the telemetry window (Adapter.prepare; 1.2), e.g. think_budget's
+        # calibration: a JSON record (slice, n, measured figures, resulting budget) and the wall time
+        # it took in this cell (0 when reused from the run's cache); null for adapters that prepare nothing
+        _f("calibration_json", _STR),
+        _f("calibration_time_s", _F64),
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from harness.adapters.think_budget import BudgetPolicy, ThinkBudgetParams
+from harness.adapters.think_budget import BudgetPolicy, ThinkBudget
 from harness.generation import DecodePolicy, GenerationSettings, generate
 from harness.telemetry import Telemetry, collect_provenance
 from harness.testing import tiny_model, tiny_tokenizer
@@ -68,10 +68,10 @@ def main() -> None:
     idle_w = tel.measure_idle()
 
     rows, timing_ok = [], True
-    cue = tok("\nANSWER{", add_special_tokens=False)["input_ids"]
     half = args.window_tokens // 2
-    budget = ThinkBudgetParams(max_reasoning_tokens=half, max_answer_tokens=half, answer_cue="\nANSWER{")
-    policies = {"baseline": DecodePolicy, "think_budget": lambda: BudgetPolicy(budget, cue, tok)}
+    budget = ThinkBudget({"max_reasoning_tokens": half, "max_answer_tokens": half, "answer_cue": "\nANSWER{"})
+    plan = budget.plan(tok, args.window_tokens)
+    policies = {"baseline": DecodePolicy, "think_budget": lambda: BudgetPolicy(plan, tok)}
     for name, make_policy in policies.items():
         results = []
         with tel.window(name) as w:

@@ -30,8 +30,8 @@ class CellRunner(Protocol):
 
     kind: str
 
-    def run(self, cell: Cell, base, telemetry, on_progress: Callable[[int, int], None] | None) -> CellOutcome:
-        """Run ``cell`` on the loaded ``base`` model inside a ``telemetry`` window."""
+    def run(self, cell: Cell, base, telemetry, on_progress: Callable[[int, int], None] | None, work_dir=None) -> CellOutcome:
+        """Run ``cell`` on the loaded ``base`` model inside a ``telemetry`` window (``work_dir``: the run directory)."""
         ...
 
 
@@ -109,10 +109,11 @@ class EvalCellRunner:
 
     kind = "eval"
 
-    def run(self, cell: Cell, base, telemetry, on_progress=None) -> CellOutcome:
+    def run(self, cell: Cell, base, telemetry, on_progress=None, work_dir=None) -> CellOutcome:
         import lm_eval
 
         from harness.adapters import ADAPTERS
+        from harness.adapters.base import CellContext
         from harness.tasks import get_task
         from harness.tasks.lm_eval_bridge import METRIC, build_task
 
@@ -120,6 +121,8 @@ class EvalCellRunner:
         docs = spec.load_docs()
         n_docs = min(cell.limit, len(docs)) if cell.limit else len(docs)
         adapter = ADAPTERS.get(cell.variant.adapter)(cell.params)
+        # Adapter preparation (e.g. a calibration) runs before, and outside, the telemetry window.
+        prepared = adapter.prepare(base, spec, docs, CellContext(cell.limit, cell.batch_size, cell.max_new_tokens, work_dir))
         variant = adapter.wrap(base, batch_size=cell.batch_size, max_new_tokens=cell.max_new_tokens)
         if on_progress:
             variant.on_progress = lambda done: on_progress(done, n_docs)
@@ -192,6 +195,7 @@ class EvalCellRunner:
             "energy_per_sample_j": energy / metrics["n"] if energy is not None and metrics["n"] else None,
             "warmup_requests": cell.warmup,
             "warmup_time_s": warmup_time_s,
+            **prepared,
         }
         return CellOutcome(cell_row=row, sample_rows=samples, telemetry_samples=variant.window_results[0].samples)
 

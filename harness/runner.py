@@ -238,7 +238,7 @@ def _run_cells(
 
                     started = _now()
                     try:
-                        outcome = CELL_RUNNERS["eval"].run(cell, base, telemetry, on_progress)
+                        outcome = CELL_RUNNERS["eval"].run(cell, base, telemetry, on_progress, work_dir=store.run_dir)
                         row = {
                             **_identity_columns(cell, store.run_id, hw_id, device),
                             **outcome.cell_row,

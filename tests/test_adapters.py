@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 
 from harness.adapters import ADAPTERS
 from harness.adapters.int8 import quantized_linear_names
-from harness.adapters.think_budget import BudgetPolicy, ThinkBudgetParams, boxed_closed
-from harness.generation import GenerationSettings, generate
+from harness.adapters.base import CellContext
+from harness.adapters.reasoning_format import detect_format
+from harness.adapters.think_budget import BudgetPlan, BudgetPolicy, ThinkBudget, ThinkBudgetParams, boxed_closed
+from harness.adapters.think_calibration import calibration_slice
+from harness.generation import GenerationSettings, eos_ids, generate
 from harness.registry import UnknownNameError
 from harness.testing import TinyBase
 
@@ -61,6 +67,10 @@ def test_params_reject_unknown_keys():
 # --- think_budget ----------------------------------------------------------------------------
 
 
+def _budget_policy(tok, **params):
+    return BudgetPolicy(ThinkBudget(params).plan(tok, 64), tok)
+
+
 def test_boxed_closed_scanner():
     assert boxed_closed("42}") and boxed_closed("\\frac{1}{2}} tail")
     assert not boxed_closed("\\frac{1}{2") and not boxed_closed("")
@@ -74,7 +84,7 @@ def test_budget_forcing_caps_output_and_injects_cue():
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in ["long question?", "q"]]
     settings = GenerationSettings(max_new_tokens=64, eos_token_ids=[])
     baseline = generate(base.model, tok, prompts, settings)
-    budget = generate(base.model, tok, prompts, settings, BudgetPolicy(params, cue, tok))
+    budget = generate(base.model, tok, prompts, settings, _budget_policy(tok, **params.model_dump()))
     for free, capped in zip(baseline, budget):
         assert free.output_tokens == 64  # the baseline runs past the budget
         assert capped.output_tokens <= params.max_reasoning_tokens + params.max_answer_tokens
@@ -95,19 +105,169 @@ def test_budget_not_forced_when_model_stops_first():
     free = generate(base.model, tok, prompt, GenerationSettings(8, eos_token_ids=[]))[0]
     # Pretend the first token not seen before is EOS: the model then stops after k tokens.
     k = next(i for i in range(1, 5) if free.token_ids[i] not in free.token_ids[:i])
-    params = ThinkBudgetParams(max_reasoning_tokens=5, max_answer_tokens=20, answer_cue=" ANS{")
-    cue = tok(params.answer_cue, add_special_tokens=False)["input_ids"]
     settings = GenerationSettings(64, eos_token_ids=[free.token_ids[k]])
-    out = generate(base.model, tok, prompt, settings, BudgetPolicy(params, cue, tok))[0]
+    policy = _budget_policy(tok, max_reasoning_tokens=5, max_answer_tokens=20, answer_cue=" ANS{")
+    out = generate(base.model, tok, prompt, settings, policy)[0]
     assert out.output_tokens == k and out.counters["budget_forced"] == 0.0
     assert out.counters["reasoning_tokens"] == float(k)
 
 
 def test_answer_budget_must_exceed_cue():
     tok = TinyBase().tokenizer
-    params = ThinkBudgetParams(max_reasoning_tokens=5, max_answer_tokens=3, answer_cue="Final: {")
     with pytest.raises(ValueError, match="no room"):
-        BudgetPolicy(params, tok(params.answer_cue, add_special_tokens=False)["input_ids"], tok)
+        ThinkBudget({"max_reasoning_tokens": 5, "max_answer_tokens": 3, "answer_cue": "Final: {"}).plan(tok, 64)
+
+
+def test_mode_params_validate_and_explicit_form_dumps_as_before():
+    assert ThinkBudgetParams().model_dump() == {  # the explicit form hashes as before modes existed
+        "max_reasoning_tokens": 128,
+        "max_answer_tokens": 32,
+        "answer_cue": "\n\nFinal answer: \\boxed{",
+    }
+    assert ThinkBudgetParams(mode="low").model_dump()["calibration_docs"] == 8
+    assert "max_reasoning_tokens" not in ThinkBudgetParams(mode="low").model_dump()
+    for bad, text in [
+        ({"mode": "low", "max_reasoning_tokens": 4}, "sets the reasoning budget itself"),
+        ({"calibration_docs": 4}, "needs mode"),
+        ({"mode": "no_thinking", "calibration_docs": 4}, "no budget to calibrate"),
+        ({"mode": "mid"}, "high"),
+    ]:
+        with pytest.raises(ValueError, match=text):
+            ThinkBudgetParams(**bad)
+    with pytest.raises(ValueError, match="no reasoning budget"):
+        ThinkBudget({"mode": "high", "max_answer_tokens": 64}).check(64)
+
+
+class ThinkBase(TinyBase):
+    """A tiny model whose tokenizer has ``<think>`` / ``</think>`` as single (added) tokens."""
+
+    def __init__(self, seed: int = 0):
+        from harness.testing import tiny_model, tiny_tokenizer
+
+        self.tokenizer = tiny_tokenizer()
+        self.tokenizer.add_tokens(["<think>", "</think>"])
+        self.model = tiny_model(seed, vocab_size=len(self.tokenizer))
+        self.canonical_id, self.dtype, self.device, self.chat_template_hash = f"test:think@{seed}", "fp32", "cpu", None
+
+
+def _prompt_ids(variant, question="What is 2+3?"):
+    text = variant.apply_chat_template([{"role": "user", "content": question}])
+    return text, variant.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_reasoning_format_comes_from_the_tokenizer():
+    think = ThinkBase()
+    fmt = detect_format(think.tokenizer)
+    vocab = think.tokenizer.get_vocab()
+    assert (fmt.kind, fmt.open_id, fmt.close_id) == ("think_tokens", vocab["<think>"], vocab["</think>"])
+    assert detect_format(TinyBase().tokenizer).kind == "plain_text"  # no think tokens in its vocabulary
+    # a template that already opened the block (R1 distills) gets only the rest of it
+    assert fmt.no_thinking_prompt("[assistant]<think>\n") == "[assistant]<think>\n\n</think>\n\n"
+    assert fmt.no_thinking_prompt("[assistant]") == "[assistant]<think>\n\n</think>\n\n"
+
+
+def test_no_thinking_prefills_the_empty_block_and_generates_no_reasoning():
+    base = ThinkBase(seed=11)
+    tok, fmt = base.tokenizer, detect_format(base.tokenizer)
+    settings = GenerationSettings(24, eos_token_ids=[])
+    nothink = ADAPTERS.get("think_budget")({"mode": "no_thinking"}).wrap(base, max_new_tokens=24)
+    high = ADAPTERS.get("think_budget")({"mode": "high", "max_answer_tokens": 12, "answer_cue": " A{"}).wrap(base, max_new_tokens=24)
+    text, ids = _prompt_ids(nothink)
+    block = tok("<think>\n\n</think>\n\n", add_special_tokens=False)["input_ids"]
+    assert text.endswith("[assistant]<think>\n\n</think>\n\n") and ids[-len(block):] == block
+    assert block[0] == fmt.open_id and block[3] == fmt.close_id  # real think tokens, not their characters
+    out = generate(base.model, tok, [ids], settings, nothink.policy_factory())[0]
+    assert fmt.open_id not in out.token_ids  # the model did not reopen its reasoning
+    assert out.counters == {"reasoning_tokens": 0.0, "answer_tokens": float(out.output_tokens), "budget_forced": 0.0}
+    # the High mode on the same question: its system prompt, no prefill, and it does reason
+    high_text, high_ids = _prompt_ids(high)
+    assert high_text.startswith("[system]Reasoning effort: high.") and "<think>" not in high_text
+    reasoned = generate(base.model, tok, [high_ids], settings, high.policy_factory())[0]
+    assert reasoned.counters["reasoning_tokens"] == 24 - 12  # the cap less the answer budget
+    assert reasoned.token_ids[12] == fmt.close_id  # then </think> and the cue are forced
+    assert reasoned.text != out.text
+
+
+def test_think_format_ends_reasoning_at_the_models_own_close_token():
+    base = TinyBase(seed=3)
+    tok = base.tokenizer
+    prompt = [tok("q", add_special_tokens=False)["input_ids"]]
+    free = generate(base.model, tok, prompt, GenerationSettings(12, eos_token_ids=[]))[0]
+    # Pretend the first token not seen before is </think>: reasoning ends there, no forcing.
+    k = next(i for i in range(1, 6) if free.token_ids[i] not in free.token_ids[:i])
+    plan = BudgetPlan(reasoning_budget=8, max_tokens=12, end_ids=[0], close_id=free.token_ids[k])
+    out = generate(base.model, tok, prompt, GenerationSettings(12, eos_token_ids=[]), BudgetPolicy(plan, tok))[0]
+    assert out.token_ids == free.token_ids
+    assert out.counters == {"reasoning_tokens": float(k), "answer_tokens": float(12 - k), "budget_forced": 0.0}
+
+
+def test_plain_no_thinking_forces_the_cue_first():
+    base = TinyBase(seed=3)
+    tok = base.tokenizer
+    variant = ADAPTERS.get("think_budget")({"mode": "no_thinking", "answer_cue": "\n\nANS{"}).wrap(base, max_new_tokens=24)
+    text, ids = _prompt_ids(variant)
+    assert text.endswith("[assistant]")  # plain text: nothing to prefill in the prompt
+    out = generate(base.model, tok, [ids], GenerationSettings(24, eos_token_ids=[]), variant.policy_factory())[0]
+    assert out.text.startswith("ANS{") and out.counters["reasoning_tokens"] == 0.0
+    assert out.output_tokens <= 32  # the answer budget, forced cue included
+
+
+class ToySpec:
+    """A stand-in TaskSpec: name, version and prompt are all calibration needs."""
+
+    name, version = "toy", "1"
+
+    @staticmethod
+    def prompt(doc):
+        return doc["q"]
+
+
+TOY_DOCS = [{"q": f"Question {i}: what is {i} + {2 * i}?"} for i in range(12)]
+
+
+def test_calibration_slice_is_held_out_from_evaluation():
+    assert calibration_slice(12, 4, 8, "toy") == (8, 12)
+    with pytest.raises(ValueError, match=r"docs \[0, 9\).*\[8, 12\).*limit <= 8"):
+        calibration_slice(12, 4, 9, "toy")
+    with pytest.raises(ValueError, match="calibration slice"):
+        calibration_slice(12, 4, None, "toy")  # the whole task would be evaluated
+    adapter = ThinkBudget({"mode": "medium", "calibration_docs": 4})
+    with pytest.raises(ValueError, match="calibration slice"):
+        adapter.prepare(TinyBase(), ToySpec, TOY_DOCS, CellContext(limit=10, batch_size=2, max_new_tokens=24))
+    with pytest.raises(RuntimeError, match="prepare"):
+        adapter.wrap(TinyBase(), max_new_tokens=24)  # an uncalibrated medium mode has no budget
+
+
+def test_calibrated_modes_scale_the_high_mean_and_share_one_calibration(tmp_path, monkeypatch):
+    import harness.adapters.think_calibration as calib
+
+    base = TinyBase(seed=9)
+    context = CellContext(limit=6, batch_size=4, max_new_tokens=40, work_dir=tmp_path)
+    settings = GenerationSettings(40, eos_token_ids=eos_ids(base.model, base.tokenizer))
+    records, reasoning = {}, {}
+    for mode in ("high", "medium", "low"):
+        adapter = ThinkBudget({"mode": mode, "calibration_docs": 4, "max_answer_tokens": 8, "answer_cue": " A{"})
+        columns = adapter.prepare(base, ToySpec, TOY_DOCS, context)
+        records[mode] = json.loads(columns["calibration_json"])
+        if mode == "high":  # the High mode measured once; Medium and Low must reuse it
+            assert columns["calibration_time_s"] > 0
+            monkeypatch.setattr(calib, "generate", lambda *a, **k: pytest.fail("calibration ran twice"))
+        else:
+            assert columns["calibration_time_s"] == 0.0 and records[mode]["reused"]
+        variant = adapter.wrap(base, batch_size=4, max_new_tokens=40)
+        ids = [_prompt_ids(variant, d["q"])[1] for d in TOY_DOCS[:6]]
+        outs = generate(base.model, base.tokenizer, ids, settings, variant.policy_factory())
+        reasoning[mode] = sum(o.counters["reasoning_tokens"] for o in outs) / len(outs)
+    high = records["high"]
+    assert (high["slice"], high["n"], len(high["reasoning_tokens"])) == ("docs[8:12]", 4, 4)
+    mean = high["mean_reasoning_tokens"]
+    assert mean == pytest.approx(sum(high["reasoning_tokens"]) / 4) and 0 < mean <= 40 - 8
+    assert records["high"]["reasoning_budget"] == 32
+    assert records["medium"]["reasoning_budget"] == max(1, math.floor(0.5 * mean + 0.5))
+    assert records["low"]["reasoning_budget"] == max(1, math.floor(0.25 * mean + 0.5))
+    assert all(records[m]["mean_reasoning_tokens"] == mean for m in records)
+    assert reasoning["low"] < reasoning["medium"] < reasoning["high"]
+    assert (tmp_path / calib.CACHE_FILE).is_file()  # a resumed run finds it in the run directory
 
 
 # --- int8 ----------------------------------------------------------------------------------

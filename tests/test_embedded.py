@@ -59,6 +59,62 @@ def test_think_budget_caps_and_differs_from_baseline(embedded):
     assert capped.counters["budget_forced"] == 1.0
 
 
+def test_think_modes_calibrated_budgets_order_reasoning(embedded, monkeypatch, tmp_path):
+    """Low < Medium < High measured reasoning tokens at budgets calibrated on GSM8K's last
+    problems, each mode's output differs, and NoThinking (plain-text format here) reasons 0."""
+    import json
+    import os
+    from pathlib import Path
+
+    from conftest import SHARED_DATA
+
+    data = Path(os.environ.get("HARNESS_DATA_DIR") or SHARED_DATA)  # a worktree has no ../shared
+    if not (data / "gsm8k").is_dir():
+        pytest.skip(f"offline data not found at {data}")
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(data))
+
+    from harness.adapters.base import CellContext
+    from harness.adapters.reasoning_format import detect_format
+    from harness.tasks import get_task
+
+    tok = embedded.tokenizer
+    assert detect_format(tok).kind == "plain_text"  # SmolLM2 has no think tokens
+    spec = get_task("gsm8k")
+    docs = spec.load_docs()
+    cap, context = 96, CellContext(limit=2, batch_size=4, max_new_tokens=96, work_dir=tmp_path)
+    settings = GenerationSettings(cap, eos_token_ids=eos_ids(embedded.model, tok))
+    records, reasoning, texts = {}, {}, {}
+    for mode in ("high", "medium", "low", "no_thinking"):
+        params = {"mode": mode, "max_answer_tokens": 24} | ({"calibration_docs": 4} if mode != "no_thinking" else {})
+        adapter = ADAPTERS.get("think_budget")(params)
+        columns = adapter.prepare(embedded, spec, docs, context)
+        records[mode] = json.loads(columns["calibration_json"]) if columns else None
+        variant = adapter.wrap(embedded, batch_size=2, max_new_tokens=cap)
+        prompts = [
+            tok(variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]), add_special_tokens=False)[
+                "input_ids"
+            ]
+            for d in docs[:2]
+        ]
+        outs = generate(variant.model, tok, prompts, settings, variant.policy_factory())
+        reasoning[mode] = sum(o.counters["reasoning_tokens"] for o in outs) / len(outs)
+        budget = records[mode]["reasoning_budget"] if records[mode] else 0
+        for o in outs:  # reasoning stops at the budget, where the answer cue is forced
+            assert o.counters["reasoning_tokens"] <= budget
+            if o.counters["reasoning_tokens"] == budget and mode != "no_thinking":
+                assert o.counters["budget_forced"] == 1.0 and "Final answer: \\boxed{" in o.text
+        texts[mode] = [o.text for o in outs]
+    high = records["high"]
+    assert high["slice"] == f"docs[{len(docs) - 4}:{len(docs)}]" and high["n"] == 4
+    assert records["medium"]["mean_reasoning_tokens"] == high["mean_reasoning_tokens"]  # one calibration
+    assert records["medium"]["reused"] and records["low"]["reused"]
+    assert records["low"]["reasoning_budget"] < records["medium"]["reasoning_budget"] < high["reasoning_budget"]
+    assert reasoning["low"] < reasoning["medium"] < reasoning["high"]
+    assert reasoning["no_thinking"] == 0.0 and all(t.startswith("Final answer: \\boxed{") for t in texts["no_thinking"])
+    modes = list(texts)
+    assert all(texts[a] != texts[b] for i, a in enumerate(modes) for b in modes[i + 1 :])
+
+
 def test_int8_compression_and_agreement(embedded):
     variant = ADAPTERS.get("int8")().wrap(embedded)
     ratio = param_bytes(embedded.model) / variant.param_bytes

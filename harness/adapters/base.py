@@ -14,6 +14,8 @@ and/or a model transform.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel as PydanticModel
@@ -27,6 +29,24 @@ class AdapterParams(PydanticModel):
     """Base of every adapter's params: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What an evaluation cell tells its adapter before wrapping (see :meth:`Adapter.prepare`).
+
+    Attributes:
+        limit: the cell evaluates the task's first ``limit`` docs (``None``: all of them).
+        batch_size: requests decoded together.
+        max_new_tokens: the task's token cap per request.
+        work_dir: the run directory, where an adapter may keep files a resumed run reuses
+            (``None`` outside a run).
+    """
+
+    limit: int | None
+    batch_size: int
+    max_new_tokens: int
+    work_dir: Path | None = None
 
 
 class Adapter:
@@ -59,6 +79,20 @@ class Adapter:
 
         Called at suite validation, before anything loads. Default: nothing to check.
         """
+
+    def prepare(self, base, spec, docs: list[dict], context: CellContext) -> dict[str, Any]:
+        """Work the variant needs from the cell's task before :meth:`wrap` (e.g. a calibration on
+        docs held out from evaluation). The cell runner calls it outside the telemetry window.
+
+        Args:
+            base: the shared base model (never mutated).
+            spec: the cell's :class:`harness.tasks.spec.TaskSpec`; ``docs``: all its docs.
+            context: the cell's evaluation settings.
+
+        Returns:
+            Extra cell columns (schema names, e.g. ``calibration_json``); default: none.
+        """
+        return {}
 
     def prepare_model(self, base) -> Any:
         """The torch model this variant runs; default: the shared base model itself."""

@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warmup_requests, warmup_time_s
+SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation (calibration)
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -148,6 +148,11 @@ CELL_SCHEMA = pa.schema(
         # warm-up before the measured window (1.2): excluded from every figure above
         _f("warmup_requests", _I64),
         _f("warmup_time_s", _F64),  # the cold start: wall time of the warm-up requests
+        # adapter preparation before the telemetry window (Adapter.prepare; 1.2), e.g. think_budget's
+        # calibration: a JSON record (slice, n, measured figures, resulting budget) and the wall time
+        # it took in this cell (0 when reused from the run's cache); null for adapters that prepare nothing
+        _f("calibration_json", _STR),
+        _f("calibration_time_s", _F64),
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""

@@ -25,6 +25,7 @@ CONTRACT_CASES = {
     "int8": {"mode": "weight_only"},
     "depth_subnet": {"layers": 2},
     "early_exit": {"tau": 0.5, "min_layers": 1},
+    "entropy_switch": {"small_layers": 2, "window": 2, "min_dwell": 2},
 }
 
 

@@ -72,10 +72,17 @@ def validate(suites: list[str] = typer.Argument(..., help="suite names or paths"
             s = load(resolve_path(name))
         except SuiteError as exc:
             _fail(str(exc))
-        console.print(
+        line = (
             f"[green]ok[/] {resolve_path(name)}: {len(s.models)} model(s) × {len(s.variants)} variant(s) × "
             f"{len(s.tasks)} task(s) × {s.defaults.repeats} repeat(s)"
         )
+        if s.finetune is not None:
+            f = s.finetune
+            line += (
+                f"; finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
+                f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)"
+            )
+        console.print(line)
 
 
 @app.command("ls")

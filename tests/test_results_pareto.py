@@ -94,6 +94,8 @@ def test_cost_axes():
     assert set(COST_AXES) == {
         "energy_per_correct_j", "energy_per_token_j", "energy_per_sample_j", "latency_p50_s", "latency_p90_s",
         "output_tokens_mean", "peak_rss_bytes", "ttft_p50_s",
+        # training cells
+        "trainable_params", "saved_activation_bytes", "train_time_s", "train_energy_j",
     }
     for name, (column, label, unit) in COST_AXES.items():
         assert column == name and label and unit

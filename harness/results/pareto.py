@@ -34,6 +34,11 @@ COST_AXES: dict[str, CostAxis] = {
     "output_tokens_mean": CostAxis("output_tokens_mean", "Mean output tokens", "tokens"),
     "peak_rss_bytes": CostAxis("peak_rss_bytes", "Peak RSS (host memory)", "bytes"),
     "ttft_p50_s": CostAxis("ttft_p50_s", "Time to first token p50", "s"),
+    # training cells (fine-tuning)
+    "trainable_params": CostAxis("trainable_params", "Trainable parameters", "params"),
+    "saved_activation_bytes": CostAxis("saved_activation_bytes", "Saved activations (training step)", "bytes"),
+    "train_time_s": CostAxis("train_time_s", "Training time", "s"),
+    "train_energy_j": CostAxis("train_energy_j", "Training energy", "J"),
 }
 """Cost axes by name: ``name -> CostAxis(column, label, unit)``; lower is better on every axis."""
 

@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation (calibration)
+SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -153,6 +153,24 @@ CELL_SCHEMA = pa.schema(
         # it took in this cell (0 when reused from the run's cache); null for adapters that prepare nothing
         _f("calibration_json", _STR),
         _f("calibration_time_s", _F64),
+        # --- training cells (harness/finetune; schema 1.2). Null on evaluation cells. -----------
+        _f("cell_kind", _STR),  # eval | finetune (null = eval, files before 1.2)
+        _f("f1", _F64),  # F1 of the positive class (GLUE MRPC's metric)
+        _f("mcc", _F64),  # Matthews correlation (GLUE CoLA's metric)
+        _f("task_metric", _STR),  # the task's headline metric: accuracy | f1 | mcc
+        _f("task_metric_value", _F64),
+        _f("trainable_params", _I64),
+        _f("trainable_share", _F64),  # trainable / all parameters of the trained model
+        _f("saved_activation_bytes", _I64),  # saved for backward, peak step (saved_tensors_hooks)
+        _f("train_time_s", _F64),  # the training telemetry window
+        _f("train_energy_j", _F64),
+        _f("train_energy_source", _STR),  # same vocabulary as energy_source
+        _f("steps", _I64),  # optimizer steps
+        _f("final_train_loss", _F64),  # mean loss over the last 10 % of steps
+        _f("adapter_bytes", _I64),  # serialized per-task trained state
+        _f("switch_time_s", _F64),  # load that state into the live model
+        _f("train_config_json", _STR),  # resolved training settings
+        _f("technique_json", _STR),  # technique results, e.g. a search's Pareto set
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""

@@ -92,14 +92,28 @@ def _distinct(df: pd.DataFrame, col: str) -> int:
     return df[col].nunique(dropna=False) if col in df.columns else 0
 
 
-def summary_table(cells_df: pd.DataFrame, title: str | None = "Results") -> Table:
+def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
     """A rich table, one row per cell (variant x task; model/batch/repeat shown when they vary).
 
     Columns: accuracy with its 95 % interval (percentage), n, mean output tokens, p50 latency,
     energy with its source, status, and ``front`` (✓ when the cell is on the accuracy vs
     energy-per-token Pareto front of its (model, task, hardware, batch size) slice; latency p50
     is used when no cell has energy; the caption says which). Only ``status == "ok"`` cells compete.
+
+    Training (fine-tuning) cells get their own table
+    (:func:`harness.results.training_summary.training_table`); with both kinds present the
+    result is a ``rich.console.Group`` of the two tables.
     """
+    if "cell_kind" in cells_df.columns and (cells_df["cell_kind"] == "finetune").any():
+        from rich.console import Group
+
+        from harness.results.training_summary import training_table
+
+        is_training = cells_df["cell_kind"] == "finetune"
+        trained = training_table(cells_df[is_training], title=title)
+        if is_training.all():
+            return trained
+        return Group(summary_table(cells_df[~is_training], title=title), trained)
     df = cells_df.reset_index(drop=True)
     table = Table(title=title, show_lines=False)
     if df.empty:

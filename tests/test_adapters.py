@@ -19,6 +19,7 @@ CONTRACT_CASES = {
     "int8": {"mode": "weight_only"},
     "depth_subnet": {"layers": 2},
     "early_exit": {"tau": 0.5, "min_layers": 1},
+    "speculative": {"draft": "depth_subnet", "draft_layers": 2, "num_draft_tokens": 3},
 }
 
 

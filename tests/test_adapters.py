@@ -26,6 +26,7 @@ CONTRACT_CASES = {
     "depth_subnet": {"layers": 2},
     "early_exit": {"tau": 0.5, "min_layers": 1},
     "entropy_switch": {"small_layers": 2, "window": 2, "min_dwell": 2},
+    "speculative": {"draft": "depth_subnet", "draft_layers": 2, "num_draft_tokens": 3},
 }
 
 

@@ -173,3 +173,22 @@ def test_depth_subnet_on_embedded_is_smaller_and_different(embedded):
     sub = generate(variant.model, embedded.tokenizer, ids[1:], settings, variant.policy_factory())[0]
     assert sub.token_ids != full.token_ids and sub.counters["layers_executed"] == 20.0
     assert variant.param_bytes < param_bytes(embedded.model)
+
+
+def test_speculative_self_draft_equals_baseline_on_gsm8k(embedded, data_dir):
+    """Lossless on a real GSM8K prompt: a depth_subnet draft, verified by the full model."""
+    from harness.tasks import get_task
+
+    spec = get_task("gsm8k")
+    doc = spec.load_docs()[0]
+    tok = embedded.tokenizer
+    text = tok.apply_chat_template([{"role": "user", "content": spec.prompt(doc)}], tokenize=False, add_generation_prompt=True)
+    ids = [tok(text, add_special_tokens=False)["input_ids"]]
+    settings = GenerationSettings(64, eos_token_ids=eos_ids(embedded.model, tok))
+    reference = generate(embedded.model, tok, ids, settings)[0]
+    variant = ADAPTERS.get("speculative")({"draft": "depth_subnet", "draft_layers": 24, "num_draft_tokens": 3}).wrap(embedded)
+    out = generate(variant.model, tok, ids, settings, variant.policy_factory())[0]
+    assert out.token_ids == reference.token_ids
+    c = out.counters
+    assert 0 < c["draft_tokens_accepted"] < c["draft_tokens_proposed"]
+    assert c["target_forward_calls"] < out.output_tokens

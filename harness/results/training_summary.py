@@ -76,7 +76,7 @@ def training_table(cells_df: pd.DataFrame, title: str | None = "Training cells")
     for i in df.sort_values(sort_cols, kind="stable").index:
         row = df.loc[i]
         share = _num(row.get("trainable_share"))
-        trainable = format_count(row.get("trainable_params")) + (f" ({share * 100:.2g}%)" if share is not None else "")
+        trainable = format_count(row.get("trainable_params")) + (f" ({share * 100:.3g}%)" if share is not None else "")
         loss = _num(row.get("final_train_loss"))
         status = _str(row.get("status")) or _MISSING
         if status == "error":

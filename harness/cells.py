@@ -2,7 +2,9 @@
 
 The executor, resume and the results store are shared by every kind of cell through the
 small :class:`CellRunner` protocol. This module holds the evaluation kind: a generation
-variant evaluated by lm-eval on a harness task, inside one telemetry window.
+variant evaluated by lm-eval on a harness task, inside one telemetry window — generation tasks
+through ``generate_until`` and the harness grader, multiple-choice tasks through
+``loglikelihood`` (rows: :mod:`harness.choice_rows`).
 """
 
 from __future__ import annotations
@@ -45,14 +47,16 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
     ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
     percentiles, ``throughput_tok_per_s`` = Σ output tokens / summed decode wall time,
-    ``tokens_per_correct``; ``None`` where a figure has no data.
+    ``tokens_per_correct``; ``None`` where a figure has no data (log-likelihood cells generate
+    nothing: their output-token figures, truncation rate and throughput are ``None``).
     """
     from harness.results.stats import accuracy_with_ci, percentile
 
     correct = [float(s["correct"]) for s in samples if s.get("correct") is not None]
     accuracy, low, high = accuracy_with_ci(correct)
     out_tokens = [s["output_tokens"] for s in samples if s.get("output_tokens") is not None]
-    total_out = int(sum(out_tokens))
+    total_out = int(sum(out_tokens)) if out_tokens else None
+    finished = [s["finish_reason"] for s in samples if s.get("finish_reason") is not None]
     n_correct = float(sum(correct)) if correct else 0.0
 
     def pct(key: str, q: float) -> float | None:
@@ -67,15 +71,17 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
         "output_tokens_mean": _mean(out_tokens),
         "output_tokens_total": total_out,
         "input_tokens_mean": _mean([s["input_tokens"] for s in samples if s.get("input_tokens") is not None]),
-        "truncation_rate": (sum(s["finish_reason"] == "length" for s in samples) / len(samples)) if samples else None,
+        "truncation_rate": (sum(r == "length" for r in finished) / len(finished)) if finished else None,
         "latency_p50_s": pct("latency_s", 50),
         "latency_p90_s": pct("latency_s", 90),
         "latency_p99_s": pct("latency_s", 99),
         "ttft_p50_s": pct("ttft_s", 50),
         "tpot_p50_s": pct("tpot_s", 50),
         "generation_time_s": generation_time_s,
-        "throughput_tok_per_s": total_out / generation_time_s if generation_time_s > 0 else None,
-        "tokens_per_correct": total_out / n_correct if n_correct > 0 else None,
+        "throughput_tok_per_s": (
+            total_out / generation_time_s if total_out is not None and generation_time_s > 0 else None
+        ),
+        "tokens_per_correct": total_out / n_correct if total_out is not None and n_correct > 0 else None,
     }
 
 
@@ -91,17 +97,66 @@ def counter_columns(samples: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def generation_sample_rows(cell: Cell, spec, records: list[dict], variant_stats: dict) -> list[dict[str, Any]]:
+    """Sample rows (schema column names, sorted by ``doc_id``) of a generation cell: lm-eval's
+    per-sample records joined with the variant's ``(task, doc_id, 0) → RequestStats`` and graded
+    by the harness grader, which must agree with lm-eval's score (``RuntimeError`` otherwise)."""
+    from harness.tasks.lm_eval_bridge import METRIC
+
+    samples = []
+    for record in records:
+        stats = variant_stats.get((cell.task, record["doc_id"], 0))
+        if stats is None:
+            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
+        text = record["filtered_resps"][0]
+        reference = spec.reference(record["doc"])
+        grade = spec.grade(text, reference)
+        if float(grade.correct) != float(record[METRIC]):
+            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
+        samples.append(
+            {
+                "model": cell.model_id,
+                "variant": cell.variant.name,
+                "task": cell.task,
+                "doc_id": int(record["doc_id"]),
+                "prompt_hash": hashlib.sha256(stats.prompt_text.encode()).hexdigest()[:16],
+                "prompt_text": stats.prompt_text,
+                "output_text": text,
+                "extracted_answer": grade.extracted,
+                "reference": reference,
+                "correct": float(grade.correct),
+                "grade_reason": grade.reason,
+                "input_tokens": stats.input_tokens,
+                "output_tokens": stats.output_tokens,
+                "finish_reason": stats.finish_reason,
+                "latency_s": stats.latency_s,
+                "ttft_s": stats.ttft_s,
+                "tpot_s": stats.tpot_s,
+                "itl_s": stats.itl_s,
+                "batch_size": stats.batch_size,
+                "counters_json": json.dumps(stats.counters, sort_keys=True),
+            }
+        )
+    samples.sort(key=lambda s: s["doc_id"])
+    return samples
+
+
 class EvalCellRunner:
-    """Evaluation cells: ``adapter.wrap(base)`` evaluated by lm-eval on a harness task."""
+    """Evaluation cells: ``adapter.wrap(base)`` evaluated by lm-eval on a harness task.
+
+    Generation tasks run with the chat template; multiple-choice (log-likelihood) tasks with
+    plain-text prompts, as lm-eval runs them, and add their ``metric_*`` columns.
+    """
 
     kind = "eval"
 
     def run(self, cell: Cell, base, telemetry, on_progress=None) -> CellOutcome:
         import lm_eval
+        from lm_eval.tasks import TaskManager
 
         from harness.adapters import ADAPTERS
         from harness.tasks import get_task
-        from harness.tasks.lm_eval_bridge import METRIC, build_task
+        from harness.tasks.lm_eval_bridge import build_task
 
         spec = get_task(cell.task)
         docs = spec.load_docs()
@@ -116,8 +171,9 @@ class EvalCellRunner:
         output = lm_eval.simple_evaluate(
             model=variant,
             tasks=[task],
+            task_manager=TaskManager(include_defaults=False),  # task objects only: skip indexing lm-eval's ~14k YAMLs
             limit=cell.limit,
-            apply_chat_template=True,
+            apply_chat_template=spec.output_type == "generate_until",  # log-likelihood prompts are plain text
             log_samples=True,
             bootstrap_iters=0,
             verbosity="ERROR",
@@ -126,41 +182,14 @@ class EvalCellRunner:
             torch_random_seed=cell.seed,
             fewshot_random_seed=cell.seed,
         )
-        samples = []
-        for record in output["samples"][cell.task]:
-            stats = variant.stats.get((cell.task, record["doc_id"], 0))
-            if stats is None:
-                raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
-            text = record["filtered_resps"][0]
-            reference = spec.reference(record["doc"])
-            grade = spec.grade(text, reference)
-            if float(grade.correct) != float(record[METRIC]):
-                raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
-            samples.append(
-                {
-                    "model": cell.model_id,
-                    "variant": cell.variant.name,
-                    "task": cell.task,
-                    "doc_id": int(record["doc_id"]),
-                    "prompt_hash": hashlib.sha256(stats.prompt_text.encode()).hexdigest()[:16],
-                    "prompt_text": stats.prompt_text,
-                    "output_text": text,
-                    "extracted_answer": grade.extracted,
-                    "reference": reference,
-                    "correct": float(grade.correct),
-                    "grade_reason": grade.reason,
-                    "input_tokens": stats.input_tokens,
-                    "output_tokens": stats.output_tokens,
-                    "finish_reason": stats.finish_reason,
-                    "latency_s": stats.latency_s,
-                    "ttft_s": stats.ttft_s,
-                    "tpot_s": stats.tpot_s,
-                    "itl_s": stats.itl_s,
-                    "batch_size": stats.batch_size,
-                    "counters_json": json.dumps(stats.counters, sort_keys=True),
-                }
-            )
-        samples.sort(key=lambda s: s["doc_id"])
+        records = output["samples"][cell.task]
+        if spec.output_type == "multiple_choice":
+            from harness.choice_rows import choice_metric_columns, choice_sample_rows
+
+            samples = choice_sample_rows(cell, spec, records, variant.stats)
+            task_metrics = choice_metric_columns(spec, output["results"][cell.task])
+        else:
+            samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats), {}
         metrics = cell_metrics(samples, variant.generation_time_s)
         if len(variant.window_results) != 1:
             raise RuntimeError(f"expected one generation window, got {len(variant.window_results)}")
@@ -170,6 +199,8 @@ class EvalCellRunner:
             **metrics,
             **telemetry_cols,
             **counter_columns(samples),
+            **task_metrics,
+            "latency_attributed": spec.output_type == "multiple_choice",
             "param_bytes": variant.param_bytes,
             "energy_per_token_j": energy / metrics["output_tokens_total"]
             if energy is not None and metrics["output_tokens_total"]

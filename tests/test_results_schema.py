@@ -31,6 +31,7 @@ co2_source peak_rss_bytes peak_rss_source peak_allocated_bytes peak_reserved_byt
 peak_device_used_bytes peak_process_device_used_bytes gpu_util_mean sampler_period_s
 sampler_achieved_period_s sampler_missed_ticks flag_short_window flag_counter_reset
 energy_per_token_j energy_per_sample_j energy_per_correct_j
+metric_f1 metric_mcc metric_pearson metric_spearman latency_attributed
 """.split()
 
 CONTRACT_SAMPLE_COLUMNS = """

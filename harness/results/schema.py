@@ -45,7 +45,7 @@ __all__ = [
     "sample_table",
 ]
 
-SCHEMA_VERSION = "1.1"  # 1.1: energy_per_sample_j
+SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: NLU task metrics (metric_*), latency_attributed
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -143,6 +143,14 @@ CELL_SCHEMA = pa.schema(
         _f("energy_per_token_j", _F64),
         _f("energy_per_sample_j", _F64),
         _f("energy_per_correct_j", _F64),  # null when nothing is correct
+        # --- NLU (GLUE) task metrics, schema 1.2: a task's official metrics besides accuracy,
+        # as lm-eval aggregates them (null for tasks without that metric)
+        _f("metric_f1", _F64),  # F1 of the positive class (MRPC)
+        _f("metric_mcc", _F64),  # Matthews correlation (CoLA)
+        _f("metric_pearson", _F64),  # Pearson r of predicted vs gold scores (STS-B)
+        _f("metric_spearman", _F64),  # Spearman rho (STS-B)
+        _f("latency_attributed", _BOOL),  # per-sample latency_s is a share of a batch's time (log-likelihood)
+        # --- end NLU block
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""

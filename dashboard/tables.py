@@ -75,6 +75,10 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "accuracy": "accuracy",
     "accuracy_ci": "95% CI (%)",
     "n": "n",
+    "metric_f1": "F1",  # NLU task metrics (shown when a cell has them)
+    "metric_mcc": "MCC",
+    "metric_pearson": "Pearson r",
+    "metric_spearman": "Spearman ρ",
     "energy_per_token_j": "energy/token (J)",
     "energy_per_correct_j": "energy/correct (J)",
     "energy_source": "energy source",
@@ -110,6 +114,9 @@ def leaderboard_rows(cells: pd.DataFrame) -> pd.DataFrame:
         ci_text(lo, hi) for lo, hi in zip(col(cells, "accuracy_ci95_low"), col(cells, "accuracy_ci95_high"))
     ]
     out["n"] = col(cells, "n")
+    for name in ("metric_f1", "metric_mcc", "metric_pearson", "metric_spearman"):  # a task's official metrics
+        if num(name).notna().any():
+            out[name] = num(name)
     for name in ("energy_per_token_j", "energy_per_correct_j"):
         out[name] = num(name)
     out["energy_source"] = _energy_source(cells)

@@ -2,7 +2,9 @@
 
 The executor, resume and the results store are shared by every kind of cell through the
 small :class:`CellRunner` protocol. This module holds the evaluation kind: a generation
-variant evaluated by lm-eval on a harness task, inside one telemetry window. Training cells
+variant evaluated by lm-eval on a harness task, inside one telemetry window — generation tasks
+through ``generate_until`` and the harness grader, multiple-choice tasks through
+``loglikelihood`` (rows: :mod:`harness.choice_rows`). Training cells
 (``finetune``) live in :mod:`harness.finetune.cell`; :data:`CELL_RUNNERS` maps a cell's
 ``kind`` to its runner. A kind other than ``eval`` loads its own base for a group of cells
 (``load_base(ref, dtype, device)``) and checks its data before anything loads
@@ -50,14 +52,16 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
     ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
     percentiles, ``throughput_tok_per_s`` = Σ output tokens / summed decode wall time,
-    ``tokens_per_correct``; ``None`` where a figure has no data.
+    ``tokens_per_correct``; ``None`` where a figure has no data (log-likelihood cells generate
+    nothing: their output-token figures, truncation rate and throughput are ``None``).
     """
     from harness.results.stats import accuracy_with_ci, percentile
 
     correct = [float(s["correct"]) for s in samples if s.get("correct") is not None]
     accuracy, low, high = accuracy_with_ci(correct)
     out_tokens = [s["output_tokens"] for s in samples if s.get("output_tokens") is not None]
-    total_out = int(sum(out_tokens))
+    total_out = int(sum(out_tokens)) if out_tokens else None
+    finished = [s["finish_reason"] for s in samples if s.get("finish_reason") is not None]
     n_correct = float(sum(correct)) if correct else 0.0
 
     def pct(key: str, q: float) -> float | None:
@@ -72,15 +76,17 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
         "output_tokens_mean": _mean(out_tokens),
         "output_tokens_total": total_out,
         "input_tokens_mean": _mean([s["input_tokens"] for s in samples if s.get("input_tokens") is not None]),
-        "truncation_rate": (sum(s["finish_reason"] == "length" for s in samples) / len(samples)) if samples else None,
+        "truncation_rate": (sum(r == "length" for r in finished) / len(finished)) if finished else None,
         "latency_p50_s": pct("latency_s", 50),
         "latency_p90_s": pct("latency_s", 90),
         "latency_p99_s": pct("latency_s", 99),
         "ttft_p50_s": pct("ttft_s", 50),
         "tpot_p50_s": pct("tpot_s", 50),
         "generation_time_s": generation_time_s,
-        "throughput_tok_per_s": total_out / generation_time_s if generation_time_s > 0 else None,
-        "tokens_per_correct": total_out / n_correct if n_correct > 0 else None,
+        "throughput_tok_per_s": (
+            total_out / generation_time_s if total_out is not None and generation_time_s > 0 else None
+        ),
+        "tokens_per_correct": total_out / n_correct if total_out is not None and n_correct > 0 else None,
     }
 
 
@@ -100,26 +106,75 @@ WARMUP_TOKENS = 8
 """Tokens decoded per warm-up request: enough to run prefill and the decode step's kernels."""
 
 
-def _warm_up(variant, spec, docs: list[dict], cell: Cell) -> float:
-    """Decode ``cell.warmup`` of the task's own prompts (chat template applied) before the
-    measured window; returns their wall time (the cold start)."""
-    picked = [docs[i % len(docs)] for i in range(cell.warmup)]
+def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> float:
+    """Decode ``n`` of the task's own prompts (chat template applied) before the measured
+    window; returns their wall time (the cold start)."""
+    picked = [docs[i % len(docs)] for i in range(n)]
     prompts = [variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]) for d in picked]
-    return variant.warmup(prompts, min(WARMUP_TOKENS, cell.max_new_tokens))
+    return variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
+
+
+def generation_sample_rows(cell: Cell, spec, records: list[dict], variant_stats: dict) -> list[dict[str, Any]]:
+    """Sample rows (schema column names, sorted by ``doc_id``) of a generation cell: lm-eval's
+    per-sample records joined with the variant's ``(task, doc_id, 0) → RequestStats`` and graded
+    by the harness grader, which must agree with lm-eval's score (``RuntimeError`` otherwise)."""
+    from harness.tasks.lm_eval_bridge import METRIC
+
+    samples = []
+    for record in records:
+        stats = variant_stats.get((cell.task, record["doc_id"], 0))
+        if stats is None:
+            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
+        text = record["filtered_resps"][0]
+        reference = spec.reference(record["doc"])
+        grade = spec.grade(text, reference)
+        if float(grade.correct) != float(record[METRIC]):
+            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
+        samples.append(
+            {
+                "model": cell.model_id,
+                "variant": cell.variant.name,
+                "task": cell.task,
+                "doc_id": int(record["doc_id"]),
+                "prompt_hash": hashlib.sha256(stats.prompt_text.encode()).hexdigest()[:16],
+                "prompt_text": stats.prompt_text,
+                "output_text": text,
+                "extracted_answer": grade.extracted,
+                "reference": reference,
+                "correct": float(grade.correct),
+                "grade_reason": grade.reason,
+                "input_tokens": stats.input_tokens,
+                "output_tokens": stats.output_tokens,
+                "finish_reason": stats.finish_reason,
+                "latency_s": stats.latency_s,
+                "ttft_s": stats.ttft_s,
+                "tpot_s": stats.tpot_s,
+                "itl_s": stats.itl_s,
+                "batch_size": stats.batch_size,
+                "counters_json": json.dumps(stats.counters, sort_keys=True),
+            }
+        )
+    samples.sort(key=lambda s: s["doc_id"])
+    return samples
 
 
 class EvalCellRunner:
-    """Evaluation cells: ``adapter.wrap(base)`` evaluated by lm-eval on a harness task."""
+    """Evaluation cells: ``adapter.wrap(base)`` evaluated by lm-eval on a harness task.
+
+    Generation tasks run with the chat template; multiple-choice (log-likelihood) tasks with
+    plain-text prompts, as lm-eval runs them, and add their ``metric_*`` columns.
+    """
 
     kind = "eval"
 
     def run(self, cell: Cell, base, telemetry, on_progress=None, work_dir=None) -> CellOutcome:
         import lm_eval
+        from lm_eval.tasks import TaskManager
 
         from harness.adapters import ADAPTERS
         from harness.adapters.base import CellContext
         from harness.tasks import get_task
-        from harness.tasks.lm_eval_bridge import METRIC, build_task
+        from harness.tasks.lm_eval_bridge import build_task
 
         spec = get_task(cell.task)
         docs = spec.load_docs()
@@ -131,14 +186,17 @@ class EvalCellRunner:
         if on_progress:
             variant.on_progress = lambda done: on_progress(done, n_docs)
         task = build_task(spec, cell.max_new_tokens, docs)
-        warmup_time_s = _warm_up(variant, spec, docs, cell) if cell.warmup else None
+        # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
+        warmup = cell.warmup if spec.output_type == "generate_until" else 0
+        warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else None
         variant.telemetry, variant.window_key = telemetry, cell.cell_hash
         # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
         output = lm_eval.simple_evaluate(
             model=variant,
             tasks=[task],
+            task_manager=TaskManager(include_defaults=False),  # task objects only: skip indexing lm-eval's ~14k YAMLs
             limit=cell.limit,
-            apply_chat_template=True,
+            apply_chat_template=spec.output_type == "generate_until",  # log-likelihood prompts are plain text
             log_samples=True,
             bootstrap_iters=0,
             verbosity="ERROR",
@@ -147,41 +205,14 @@ class EvalCellRunner:
             torch_random_seed=cell.seed,
             fewshot_random_seed=cell.seed,
         )
-        samples = []
-        for record in output["samples"][cell.task]:
-            stats = variant.stats.get((cell.task, record["doc_id"], 0))
-            if stats is None:
-                raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
-            text = record["filtered_resps"][0]
-            reference = spec.reference(record["doc"])
-            grade = spec.grade(text, reference)
-            if float(grade.correct) != float(record[METRIC]):
-                raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
-            samples.append(
-                {
-                    "model": cell.model_id,
-                    "variant": cell.variant.name,
-                    "task": cell.task,
-                    "doc_id": int(record["doc_id"]),
-                    "prompt_hash": hashlib.sha256(stats.prompt_text.encode()).hexdigest()[:16],
-                    "prompt_text": stats.prompt_text,
-                    "output_text": text,
-                    "extracted_answer": grade.extracted,
-                    "reference": reference,
-                    "correct": float(grade.correct),
-                    "grade_reason": grade.reason,
-                    "input_tokens": stats.input_tokens,
-                    "output_tokens": stats.output_tokens,
-                    "finish_reason": stats.finish_reason,
-                    "latency_s": stats.latency_s,
-                    "ttft_s": stats.ttft_s,
-                    "tpot_s": stats.tpot_s,
-                    "itl_s": stats.itl_s,
-                    "batch_size": stats.batch_size,
-                    "counters_json": json.dumps(stats.counters, sort_keys=True),
-                }
-            )
-        samples.sort(key=lambda s: s["doc_id"])
+        records = output["samples"][cell.task]
+        if spec.output_type == "multiple_choice":
+            from harness.choice_rows import choice_metric_columns, choice_sample_rows
+
+            samples = choice_sample_rows(cell, spec, records, variant.stats)
+            task_metrics = choice_metric_columns(spec, output["results"][cell.task])
+        else:
+            samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats), {}
         metrics = cell_metrics(samples, variant.generation_time_s)
         if len(variant.window_results) != 1:
             raise RuntimeError(f"expected one generation window, got {len(variant.window_results)}")
@@ -191,13 +222,15 @@ class EvalCellRunner:
             **metrics,
             **telemetry_cols,
             **counter_columns(samples),
+            **task_metrics,
+            "latency_attributed": spec.output_type == "multiple_choice",
             "param_bytes": variant.param_bytes,
             "energy_per_token_j": energy / metrics["output_tokens_total"]
             if energy is not None and metrics["output_tokens_total"]
             else None,
             "energy_per_correct_j": energy / metrics["n_correct"] if energy is not None and metrics["n_correct"] else None,
             "energy_per_sample_j": energy / metrics["n"] if energy is not None and metrics["n"] else None,
-            "warmup_requests": cell.warmup,
+            "warmup_requests": warmup,
             "warmup_time_s": warmup_time_s,
             **prepared,
         }

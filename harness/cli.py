@@ -167,6 +167,8 @@ def _regrade_run(run_dir: Path) -> None:
         _fail(f"no samples under {run_dir}")
     disagree = []
     for row in samples.itertuples(index=False):
+        if row.correct is None or row.correct != row.correct:  # no per-sample grade (e.g. STS-B regression)
+            continue
         g = get_task(row.task).grade(row.output_text, row.reference)
         if float(g.correct) != float(row.correct):
             disagree.append((row.variant, row.task, row.doc_id, row.correct, g.correct, g.reason))

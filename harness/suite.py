@@ -16,7 +16,7 @@ Example (``suites/reasoning.yaml``)::
 
 A suite may also (or only) hold a ``finetune:`` section: training cells that fine-tune an
 encoder on GLUE train splits with the fine-tuning techniques of :mod:`harness.finetune`, run
-through the same executor, resume and results store (``suites/nlu-finetune.yaml``)::
+through the same executor, resume and results store (``suites/nlu.yaml``)::
 
     finetune:
       models: [minilm-l6]
@@ -298,7 +298,8 @@ def model_ref_problem(ref: str) -> str | None:
 
 
 def parse(data: Any, source: str = "<suite>") -> Suite:
-    """Validate a suite mapping: fields, adapter names and params, task names.
+    """Validate a suite mapping: fields, adapter names and params, task names, and that every
+    variant can run every task (a decode-loop technique cannot run log-likelihood tasks).
 
     Raises:
         SuiteError: one line naming ``source`` and the offending key.
@@ -353,6 +354,14 @@ def parse(data: Any, source: str = "<suite>") -> Suite:
             get_task(task)
         except KeyError as exc:
             raise SuiteError(f"{source}: tasks[{i}]: {exc.args[0] if exc.args else exc}") from None
+    scored = [t for t in suite.tasks if get_task(t).output_type != "generate_until"]
+    for i, variant in enumerate(suite.variants):
+        if scored and not ADAPTERS.get(variant.adapter).supports_loglikelihood:
+            raise SuiteError(
+                f"{source}: variants[{i}].adapter: {variant.adapter!r} works in the decode loop and has no "
+                f"log-likelihood, so it cannot run the log-likelihood task(s) {', '.join(scored)}; "
+                "put it in a suite of generation tasks"
+            )
     if suite.finetune is not None:
         _check_finetune(suite.finetune, source)
     return suite

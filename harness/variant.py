@@ -1,4 +1,5 @@
-"""A technique variant as an lm-eval model: ``generate_until`` through the shared decode loop.
+"""A technique variant as an lm-eval model: ``generate_until`` through the shared decode loop,
+``loglikelihood`` through the shared scoring pass (:mod:`harness.scoring`).
 
 The variant records per-request statistics keyed by the request's identity
 ``(task, doc_id, idx)``: lm-eval reorders requests, and the runner joins these statistics
@@ -12,16 +13,23 @@ from typing import Callable
 
 from lm_eval.api.model import LM
 
-from harness.generation import DecodePolicy, GenerationSettings, SequenceResult, eos_ids, generate
+from harness.generation import DecodePolicy, GenerationSettings, RowState, SequenceResult, eos_ids, generate
 
 
 @dataclass
 class RequestStats:
-    """What a variant measured for one request (one lm-eval ``Instance``)."""
+    """What a variant measured for one request (one lm-eval ``Instance``).
+
+    For a log-likelihood request nothing is generated: ``output_tokens`` and
+    ``finish_reason`` are ``None`` (not applicable), ``input_tokens`` counts context +
+    continuation, ``latency_s`` is an attributed share of its batch's time
+    (``latency_attributed``), ``ttft_s``/``tpot_s`` are ``None`` and ``output_text`` is the
+    scored continuation.
+    """
 
     input_tokens: int
-    output_tokens: int
-    finish_reason: str
+    output_tokens: int | None
+    finish_reason: str | None
     latency_s: float | None
     ttft_s: float | None
     tpot_s: float | None
@@ -30,6 +38,9 @@ class RequestStats:
     counters: dict[str, float]
     prompt_text: str
     output_text: str
+    latency_attributed: bool = False
+    logprob: float | None = None  # log-likelihood requests: Σ log p(continuation), nats
+    is_greedy: bool | None = None  # log-likelihood requests: continuation is the greedy one
 
     @classmethod
     def of(cls, result: SequenceResult, batch_size: int, prompt: str) -> "RequestStats":
@@ -60,8 +71,11 @@ class GenerationVariant(LM):
         generation_time_s: summed wall time of the decode batches (for throughput).
         on_progress: optional callback ``(n_done: int) -> None`` after each batch.
         telemetry: optional :class:`harness.telemetry.Telemetry`; when set, each
-            ``generate_until`` call runs inside one measurement window (the model's work only:
-            lm-eval's bookkeeping and grading stay outside), collected in ``window_results``.
+            ``generate_until`` / ``loglikelihood`` call runs inside one measurement window (the
+            model's work only: lm-eval's bookkeeping and grading stay outside), collected in
+            ``window_results``.
+        supports_loglikelihood: the technique is a model transform whose forward pass is the
+            whole technique (``Adapter.supports_loglikelihood``); else ``loglikelihood`` raises.
     """
 
     def __init__(
@@ -73,6 +87,7 @@ class GenerationVariant(LM):
         max_new_tokens: int,
         param_bytes: int,
         name: str,
+        supports_loglikelihood: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -82,6 +97,7 @@ class GenerationVariant(LM):
         self.max_new_tokens = max_new_tokens
         self.param_bytes = param_bytes
         self.name = name
+        self.supports_loglikelihood = supports_loglikelihood
         self.stats: dict[RequestKey, RequestStats] = {}
         self.generation_time_s = 0.0
         self.on_progress: Callable[[int], None] | None = None
@@ -180,10 +196,85 @@ class GenerationVariant(LM):
                     self.on_progress(done)
         return [o if o is not None else "" for o in outputs]
 
-    def loglikelihood(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError(
-            "log-likelihood tasks are not supported by generation variants yet (the NLU suite adds them)"
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """lm-eval entry point: :meth:`_loglikelihood` inside a telemetry window when one is set
+        (the requests are tokenized before the window opens: it covers the model's work only).
+
+        Raises:
+            NotImplementedError: the technique lives in the decode loop (early exit, budget
+                forcing, ...) and has no log-likelihood of its own.
+        """
+        if not self.supports_loglikelihood:
+            raise NotImplementedError(
+                f"{self.name}: this variant's technique lives in the decode loop; it has no log-likelihood "
+                "(only adapters with supports_loglikelihood = True run log-likelihood tasks)"
+            )
+        from harness.scoring import encode_pair
+
+        pairs = [encode_pair(self.tokenizer, *req.args) for req in requests]  # tokenization: outside the window
+        if self.telemetry is None:
+            return self._loglikelihood(requests, pairs)
+        with self.telemetry.window(f"{self.window_key}:{len(self.window_results)}") as window:
+            outputs = self._loglikelihood(requests, pairs)
+        self.window_results.append(window.result)
+        return outputs
+
+    def _loglikelihood(self, requests, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """``(logprob, is_greedy)`` per ``(context, continuation)`` request, as lm-eval defines
+        them (:mod:`harness.scoring`), with this variant's model, ``batch_size`` rows at a time.
+
+        Args:
+            requests: lm-eval ``loglikelihood`` instances.
+            pairs: their ``(context_ids, continuation_ids)`` (:func:`harness.scoring.encode_pair`).
+
+        Counters: what the adapter's decode policy reports when a row finishes having generated
+        nothing (a model transform's static facts, e.g. ``layers_executed`` of ``depth_subnet``).
+        """
+        from harness.scoring import max_length_of, score
+
+        policy = self.policy_factory()
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = eos_ids(self.model, self.tokenizer)[0]
+        n_docs = len({(req.task_name, req.doc_id) for req in requests})
+
+        def on_batch(done: int) -> None:  # progress in documents, like generate_until's
+            if self.on_progress:
+                self.on_progress(done * n_docs // max(len(requests), 1))
+
+        scored = score(
+            self.model,
+            pairs,
+            self.batch_size,
+            pad_id,
+            forward=policy.forward,
+            max_length=max_length_of(self.model, self.tokenizer),
+            on_batch=on_batch,
         )
+        self.generation_time_s += sum(s.latency_s for s in scored)
+        outputs = []
+        for req, result in zip(requests, scored):
+            row = RowState(index=0, input_tokens=result.input_tokens)
+            policy.finish(row)
+            context, continuation = req.args
+            self.stats[(req.task_name, req.doc_id, req.idx)] = RequestStats(
+                input_tokens=result.input_tokens,
+                output_tokens=None,
+                finish_reason=None,
+                latency_s=result.latency_s,
+                ttft_s=None,
+                tpot_s=None,
+                itl_s=[],
+                batch_size=result.batch_rows,
+                counters=dict(row.counters),
+                prompt_text=context,
+                output_text=continuation,
+                latency_attributed=True,
+                logprob=result.logprob,
+                is_greedy=result.is_greedy,
+            )
+            outputs.append((result.logprob, result.is_greedy))
+        return outputs
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError("loglikelihood_rolling is not supported by generation variants")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture
 def data_dir(monkeypatch) -> Path:
-    """``HARNESS_DATA_DIR`` pointed at ``../shared/data`` (skips when absent)."""
-    if not SHARED_DATA.is_dir():
+    """``HARNESS_DATA_DIR`` pointed at ``../shared/data``, else at an already set
+    ``HARNESS_DATA_DIR`` (a worktree elsewhere); skips when neither exists."""
+    found = SHARED_DATA if SHARED_DATA.is_dir() else Path(os.environ.get("HARNESS_DATA_DIR", "") or SHARED_DATA)
+    if not found.is_dir():
         pytest.skip(f"offline data not found at {SHARED_DATA}")
-    monkeypatch.setenv("HARNESS_DATA_DIR", str(SHARED_DATA))
-    return SHARED_DATA
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(found))
+    return found
 
 
 @pytest.fixture(scope="session")

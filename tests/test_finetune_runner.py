@@ -83,7 +83,7 @@ def test_training_cells_write_their_columns(first_run):
     assert (cells["status"] == "ok").all() and (cells["cell_kind"] == "finetune").all()
     assert (cells["n"] == 12).all() and (cells["limit"] == 12).all()
     for col in ("trainable_params", "trainable_share", "saved_activation_bytes", "peak_rss_bytes", "train_time_s",
-                "final_train_loss", "adapter_bytes", "switch_time_s", "accuracy", "f1", "mcc", "task_metric_value"):
+                "final_train_loss", "adapter_bytes", "switch_time_s", "accuracy", "metric_f1", "metric_mcc", "task_metric_value"):
         assert cells[col].notna().all(), col
     assert cells["train_energy_source"].isin(["rapl", "codecarbon_estimate", "unavailable", "nvml_counter",
                                               "nvml_power_integral"]).all()

@@ -33,10 +33,12 @@ sampler_achieved_period_s sampler_missed_ticks flag_short_window flag_counter_re
 energy_per_token_j energy_per_sample_j energy_per_correct_j warmup_requests warmup_time_s
 calibration_json calibration_time_s
 """.split() + """
-cell_kind f1 mcc task_metric task_metric_value trainable_params trainable_share saved_activation_bytes
+cell_kind task_metric task_metric_value trainable_params trainable_share saved_activation_bytes
 train_time_s train_energy_j train_energy_source steps final_train_loss adapter_bytes switch_time_s
 train_config_json technique_json
-""".split()  # training cells (schema 1.2)
+""".split() + """
+metric_f1 metric_mcc metric_pearson metric_spearman latency_attributed
+""".split()
 
 CONTRACT_SAMPLE_COLUMNS = """
 run_id cell_hash model variant task doc_id prompt_hash prompt_text output_text extracted_answer

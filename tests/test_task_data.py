@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.tasks import TASKS, DataError, TaskSpec, UnknownTaskError, data_dir, get_task, load_jsonl_or_hub
+from harness.tasks import TASKS, ChoiceTaskSpec, DataError, TaskSpec, UnknownTaskError, data_dir, get_task, load_jsonl_or_hub
 from harness.tasks.data import DATA_DIR_ENV, read_jsonl
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -197,9 +197,11 @@ def test_load_docs_missing_field(monkeypatch, tmp_path):
 
 
 def test_registry():
-    assert set(TASKS) == {"gsm8k", "math500"}
+    glue = {"sst2", "mrpc", "rte", "cola", "qnli", "wnli", "stsb"}  # log-likelihood tasks (tests/test_glue.py)
+    assert set(TASKS) == {"gsm8k", "math500"} | glue
     for name, task in TASKS.items():
-        assert isinstance(task, TaskSpec) and task.name == name and get_task(name) is task
+        assert isinstance(task, TaskSpec if name not in glue else ChoiceTaskSpec)
+        assert task.name == name and get_task(name) is task
         assert task.version and task.description and task.size > 0
     assert (TASKS["gsm8k"].hub_id, TASKS["gsm8k"].hub_config, TASKS["gsm8k"].hub_split) == ("openai/gsm8k", "main", "test")
     assert (TASKS["math500"].hub_id, TASKS["math500"].hub_config) == ("HuggingFaceH4/MATH-500", None)
@@ -220,7 +222,7 @@ def test_unknown_task_did_you_mean():
         get_task("MATH-500")
     with pytest.raises(UnknownTaskError) as exc:
         get_task("tau2")
-    assert "Did you mean" not in str(exc.value) and "Valid tasks: gsm8k, math500" in str(exc.value)
+    assert "Did you mean" not in str(exc.value) and "Valid tasks: cola, gsm8k, math500, " in str(exc.value)
 
 
 def test_import_is_light():

@@ -41,6 +41,8 @@ if not ui.empty_state(ctx, cells):
         number[name] = st.column_config.NumberColumn(LEADERBOARD_COLUMNS[name], format="%.1f")
     for name in ("latency_p50_s", "latency_p90_s", "ttft_p50_s", "energy_per_token_j", "energy_per_correct_j"):
         number[name] = st.column_config.NumberColumn(LEADERBOARD_COLUMNS[name], format="%.4g")
+    for name in ("metric_f1", "metric_mcc", "metric_pearson", "metric_spearman"):  # NLU task metrics
+        number[name] = st.column_config.NumberColumn(LEADERBOARD_COLUMNS[name], format="%.3f")
 
     groups = cells.assign(_suite=col(cells, "suite").fillna("—"), _task=col(cells, "task").fillna("—"))
     for suite in distinct(groups["_suite"]):

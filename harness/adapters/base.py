@@ -60,6 +60,11 @@ class Adapter:
         counters: counter name → description; each request reports these in
             ``RequestStats.counters`` and cells aggregate them as ``counter_<name>_mean``.
         batchable: whether requests can be decoded in batches (else batch size 1).
+        supports_loglikelihood: the technique is a model transform (``prepare_model``) whose
+            plain forward pass is the whole technique, so log-likelihood tasks measure it.
+            ``False`` (the default) for techniques that live in the decode loop (early exit,
+            budget forcing, model switching, speculation): suites refuse to pair those with
+            log-likelihood tasks before anything loads.
     """
 
     name: ClassVar[str] = ""
@@ -68,6 +73,7 @@ class Adapter:
     Params: ClassVar[type[AdapterParams]] = AdapterParams
     counters: ClassVar[dict[str, str]] = {}
     batchable: ClassVar[bool] = True
+    supports_loglikelihood: ClassVar[bool] = False
 
     def __init__(self, params: AdapterParams | dict[str, Any] | None = None):
         if not isinstance(params, AdapterParams):
@@ -122,6 +128,7 @@ class Adapter:
             max_new_tokens=max_new_tokens,
             param_bytes=param_bytes(model),
             name=base.canonical_id,
+            supports_loglikelihood=self.supports_loglikelihood,
         )
 
 

@@ -19,3 +19,4 @@ class Baseline(Adapter):
     arxiv = None
     Params = BaselineParams
     counters: dict[str, str] = {}
+    supports_loglikelihood = True  # the plain model

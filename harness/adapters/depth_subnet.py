@@ -65,6 +65,7 @@ class DepthSubnet(Adapter):
     arxiv = "2309.00255"
     Params = DepthSubnetParams
     counters = {"layers_executed": "decoder layers run per token (k)"}
+    supports_loglikelihood = True  # a model transform: a plain forward pass
 
     def prepare_model(self, base):
         return truncate_layers(base.model, self.params.layers)

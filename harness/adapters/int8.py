@@ -49,6 +49,7 @@ class Int8(Adapter):
     arxiv = "2505.13840"
     Params = Int8Params
     counters = {"quantized_linears": "number of decoder-layer nn.Linear modules quantized to int8"}
+    supports_loglikelihood = True  # a model transform: a plain forward pass
 
     def prepare_model(self, base):
         import torch

@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells
+SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -155,8 +155,6 @@ CELL_SCHEMA = pa.schema(
         _f("calibration_time_s", _F64),
         # --- training cells (harness/finetune; schema 1.2). Null on evaluation cells. -----------
         _f("cell_kind", _STR),  # eval | finetune (null = eval, files before 1.2)
-        _f("f1", _F64),  # F1 of the positive class (GLUE MRPC's metric)
-        _f("mcc", _F64),  # Matthews correlation (GLUE CoLA's metric)
         _f("task_metric", _STR),  # the task's headline metric: accuracy | f1 | mcc
         _f("task_metric_value", _F64),
         _f("trainable_params", _I64),
@@ -171,6 +169,14 @@ CELL_SCHEMA = pa.schema(
         _f("switch_time_s", _F64),  # load that state into the live model
         _f("train_config_json", _STR),  # resolved training settings
         _f("technique_json", _STR),  # technique results, e.g. a search's Pareto set
+        # --- NLU (GLUE) task metrics, schema 1.2: a task's official metrics besides accuracy,
+        # as lm-eval aggregates them (null for tasks without that metric)
+        _f("metric_f1", _F64),  # F1 of the positive class (MRPC)
+        _f("metric_mcc", _F64),  # Matthews correlation (CoLA)
+        _f("metric_pearson", _F64),  # Pearson r of predicted vs gold scores (STS-B)
+        _f("metric_spearman", _F64),  # Spearman rho (STS-B)
+        _f("latency_attributed", _BOOL),  # per-sample latency_s is a share of a batch's time (log-likelihood)
+        # --- end NLU block
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""

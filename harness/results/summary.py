@@ -74,6 +74,15 @@ def format_accuracy(acc: Any, low: Any, high: Any) -> str:
     return f"{a * 100:.1f}% [{lo * 100:.1f}–{hi * 100:.1f}]"
 
 
+# NLU task metrics besides accuracy (schema 1.2), shown in a "task metrics" column when present
+_TASK_METRICS = (("metric_f1", "F1"), ("metric_mcc", "MCC"), ("metric_pearson", "r"), ("metric_spearman", "ρ"))
+
+
+def _task_metrics_text(row: pd.Series) -> str:
+    parts = [f"{label} {_num(row[c]):.3f}" for c, label in _TASK_METRICS if c in row.index and _num(row[c]) is not None]
+    return " ".join(parts) or _MISSING
+
+
 def _has_values(df: pd.DataFrame, col: str) -> bool:
     return col in df.columns and pd.to_numeric(df[col], errors="coerce").notna().any()
 
@@ -148,6 +157,7 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
     show_batch = _distinct(df, "batch_size") > 1
     show_repeat = _distinct(df, "repeat") > 1
     show_run = _distinct(df, "run_id") > 1
+    show_metrics = any(_has_values(df, c) for c, _ in _TASK_METRICS)
     sort_cols = [c for c in ("run_id", "task", "model", "variant", "batch_size", "repeat") if c in df.columns]
     order = df.sort_values(sort_cols, na_position="last", kind="stable").index if sort_cols else df.index
 
@@ -163,6 +173,8 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
         table.add_column("repeat", justify="right")
     table.add_column("n", justify="right")
     table.add_column("accuracy (95% CI)", justify="right")
+    if show_metrics:
+        table.add_column("task metrics", justify="right")
     table.add_column("out tokens (mean)", justify="right")
     table.add_column("latency p50", justify="right")
     table.add_column("energy", justify="right")
@@ -194,6 +206,7 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
             format_accuracy(
                 get(row, "accuracy"), get(row, "accuracy_ci95_low"), get(row, "accuracy_ci95_high")
             ),
+            *([_task_metrics_text(row)] if show_metrics else []),
             f"{toks:.1f}" if toks is not None else _MISSING,
             format_seconds(get(row, "latency_p50_s")),
             format_energy(get(row, "energy_j"), get(row, "energy_source")),

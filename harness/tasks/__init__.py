@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 
+from harness.tasks import glue as _glue
+from harness.tasks.choice import ChoiceTaskSpec
 from harness.tasks.data import DATA_DIR_ENV, DataError, data_dir, load_jsonl_or_hub
 from harness.tasks.grading import Grade, last_boxed
 from harness.tasks.gsm8k import TASK as GSM8K
@@ -20,6 +22,7 @@ from harness.tasks.math500 import TASK as MATH500
 from harness.tasks.spec import TaskSpec
 
 __all__ = [
+    "ChoiceTaskSpec",
     "DATA_DIR_ENV",
     "DataError",
     "GSM8K",
@@ -35,7 +38,7 @@ __all__ = [
     "load_jsonl_or_hub",
 ]
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in (GSM8K, MATH500)}
+TASKS: dict[str, TaskSpec | ChoiceTaskSpec] = {t.name: t for t in (GSM8K, MATH500, *_glue.TASKS)}
 
 
 class UnknownTaskError(KeyError):
@@ -50,14 +53,14 @@ class UnknownTaskError(KeyError):
         return self.message
 
 
-def get_task(name: str) -> TaskSpec:
-    """The TaskSpec registered as ``name``; UnknownTaskError (a KeyError) with a did-you-mean otherwise."""
+def get_task(name: str) -> TaskSpec | ChoiceTaskSpec:
+    """The task spec registered as ``name``; UnknownTaskError (a KeyError) with a did-you-mean otherwise."""
     try:
         return TASKS[name]
     except (KeyError, TypeError):
         pass
     valid = sorted(TASKS)
-    close = difflib.get_close_matches(str(name).lower(), valid, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(str(name).lower(), valid, n=1, cutoff=0.6)  # 0.5 offers sst2 for tau2
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownTaskError(name, f"unknown task {name!r}.{hint} Valid tasks: {', '.join(valid)}") from None
 

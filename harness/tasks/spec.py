@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 from harness.tasks.data import DataError, load_jsonl_or_hub
 from harness.tasks.grading import Grade
@@ -19,6 +19,8 @@ class TaskSpec:
     stored with every result (``task_version``) so that numbers from different graders are never
     mixed silently.
     """
+
+    output_type: ClassVar[str] = "generate_until"  # lm-eval's request kind (ChoiceTaskSpec: multiple_choice)
 
     name: str
     version: str

@@ -89,8 +89,8 @@ def validate(suites: list[str] = typer.Argument(..., help="suite names or paths"
         )
         if s.finetune is not None:
             f = s.finetune
-            line += (
-                f"; finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
+            line = (line if s.variants else f"[green]ok[/] {resolve_path(name)}:") + (
+                f"{';' if s.variants else ''} finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
                 f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)"
             )
         console.print(line)

@@ -135,7 +135,7 @@ class FinetuneCellRunner:
             "technique_json": json.dumps(fit.extra, sort_keys=True) if fit.extra else None,
         }
         samples = []
-        for k, (doc_id, text) in enumerate(zip(val.doc_ids, (r_text(task, r) for r in rows))):
+        for k, (doc_id, text) in enumerate(zip(val.doc_ids, (doc_text(task, r) for r in rows))):
             samples.append(
                 {
                     "model": cell.model_id,
@@ -157,6 +157,6 @@ class FinetuneCellRunner:
         return CellOutcome(cell_row=row, sample_rows=samples)
 
 
-def r_text(task, row: dict) -> str:
+def doc_text(task, row: dict) -> str:
     """A document's input text (sentence pairs joined by a newline)."""
     return "\n".join(str(row[f]) for f in task.text_fields)

@@ -60,6 +60,8 @@ class Poly(FinetuneAdapter):
         return ctx.task.num_labels * len(ctx.data.tasks)
 
     def prepare(self, model, ctx):
+        """Wrap with peft Poly; the head has ``labels x n_tasks`` logits (one slice per task).
+        Remembers the label and task counts on this adapter instance (one per cell)."""
         from peft import PolyConfig, TaskType, get_peft_model
 
         p = self.params

@@ -1,0 +1,1 @@
+"""OpenAI-compatible serving of harness variants (``python -m harness serve``)."""

@@ -7,7 +7,8 @@ inside telemetry windows of >= 10 s, and writes a Markdown table:
 * NVML energy counter vs trapezoid-integrated sampled power per window (goal: within 2 %);
 * ``peak_allocated_bytes <= peak_reserved_bytes <= peak_process_device_used_bytes``;
 * the sampler's achieved period and missed ticks;
-* sampler overhead: the same decode with telemetry off / on, alternating A/B (goal ratio <= 1.01);
+* sampler overhead: the same decode with no window, with the in-process thread sampler and with the
+  child-process sampler (the GPU default), rotating order, paired ratios with a 95 % interval (goal <= 1.01);
 * idle power before the run;
 * the token-timing invariant ``ttft_s + sum(itl_s) == latency_s`` on real CUDA timings.
 
@@ -27,7 +28,7 @@ import torch
 
 from harness.adapters.think_budget import BudgetPolicy, ThinkBudget
 from harness.generation import DecodePolicy, GenerationSettings, generate
-from harness.telemetry import Telemetry, collect_provenance
+from harness.telemetry import Sampler, Telemetry, collect_provenance
 from harness.testing import tiny_model, tiny_tokenizer
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     ap.add_argument("--window-tokens", type=int, default=512, help="new tokens per decode call")
     ap.add_argument("--window-s", type=float, default=12.0, help="each window repeats decodes until this long")
     ap.add_argument("--ab-tokens", type=int, default=200)
-    ap.add_argument("--ab-pairs", type=int, default=4)
+    ap.add_argument("--ab-rounds", type=int, default=8, help="rounds of (off, thread, process) decodes")
     ap.add_argument("--idle-s", type=float, default=5.0)
     ap.add_argument("--device", default="cuda", help="cuda (the check) or cpu (a dry run of the script)")
     args = ap.parse_args()
@@ -63,7 +64,7 @@ def main() -> None:
 
     model, tok, prompts = build(args)
     n_params = sum(p.numel() for p in model.parameters())
-    decode(model, tok, prompts, 16)  # warm-up (kernels, allocator)
+    decode(model, tok, prompts, args.window_tokens)  # warm-up: kernels and allocator for every sequence length
     tel = Telemetry(device=args.device, sample_period_s=0.05, idle_seconds=args.idle_s)
     idle_w = tel.measure_idle()
 
@@ -115,21 +116,36 @@ def main() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    # Sampler overhead: identical decodes, telemetry off (A) vs on (B), alternating.
-    off, on = [], []
-    for i in range(args.ab_pairs):
-        for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
-            sync()
-            start = time.perf_counter()
-            if mode == "on":
-                with tel.window(f"ab{i}"):
-                    decode(model, tok, prompts, args.ab_tokens)
-            else:
-                decode(model, tok, prompts, args.ab_tokens)
-            sync()
-            (on if mode == "on" else off).append(time.perf_counter() - start)
+    def timed() -> float:
+        sync()
+        start = time.perf_counter()
+        decode(model, tok, prompts, args.ab_tokens)
+        sync()
+        return time.perf_counter() - start
+
+    # Sampler overhead: identical decodes, timed inside the window (the window's open/close is a
+    # per-cell cost, not the sampler's), in three modes whose order rotates every round:
+    # no window, the in-process thread sampler, and the child-process sampler (the GPU default).
+    process_sampler = tel.sampler
+    samplers = {"thread": Sampler(process_sampler.probes, tel.sample_period_s), "process": process_sampler}
+    modes = ["off", "thread", "process"]
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for i in range(args.ab_rounds):
+        for m in modes[i % 3:] + modes[: i % 3]:
+            if m == "off":
+                times[m].append(timed())
+                continue
+            tel.sampler = samplers[m]
+            with tel.window(f"ab{i}-{m}"):
+                times[m].append(timed())
+    tel.sampler = process_sampler
     tel.close()
-    overhead = statistics.median(on) / statistics.median(off)
+    overhead = {}
+    for m in ("thread", "process"):
+        ratios = [b / a for a, b in zip(times["off"], times[m])]  # same round: measured back to back
+        mean = statistics.mean(ratios)
+        half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
+        overhead[m] = {"mean": mean, "ci95": [mean - half, mean + half], "median": statistics.median(ratios), "ratios": ratios}
 
     prov = collect_provenance(args.device)
     summary = {
@@ -138,9 +154,8 @@ def main() -> None:
         "model_params": n_params,
         "batch": args.batch,
         "idle_power_w": idle_w,
-        "sampler_overhead_ratio": overhead,
-        "ab_seconds_off": off,
-        "ab_seconds_on": on,
+        "sampler_overhead": overhead,
+        "ab_seconds": times,
         "timing_invariant_ok": timing_ok,
         "windows": rows,
     }
@@ -151,7 +166,12 @@ def main() -> None:
         f"model: random Llama, {n_params / 1e6:.0f} M params, {next(model.parameters()).dtype}, batch {args.batch}, "
         f"{args.window_tokens} new tokens per window; torch {torch.__version__}",
         f"idle power before the run: {idle_w} W",
-        f"sampler overhead (median on/off over {args.ab_pairs} A/B pairs): {overhead:.4f} (goal <= 1.01)",
+        *[
+            f"sampler overhead, {m} sampler (decode time with / without telemetry, {args.ab_rounds} rotating rounds): "
+            f"mean {o['mean']:.4f}, 95% CI {o['ci95'][0]:.4f}–{o['ci95'][1]:.4f}, median {o['median']:.4f} (goal <= 1.01)"
+            for m, o in overhead.items()
+        ],
+        "windows above: the default sampler on GPUs (child process)",
         f"token-timing invariant ttft + sum(itl) == latency on CUDA: {timing_ok}",
         "",
         "| window | s | tokens | counter J | integral J | diff % | avg W | alloc ≤ reserved ≤ NVML proc | util | sampler period s | missed | short |",

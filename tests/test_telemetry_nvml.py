@@ -13,6 +13,8 @@ from harness.telemetry import TELEMETRY_COLUMNS, Telemetry
 from harness.telemetry import nvml as nvml_mod
 from harness.telemetry import provenance
 from harness.telemetry.clock import FakeClock
+from harness.telemetry.process_sampler import ProcessSampler
+from harness.telemetry.sampler import Sampler
 from harness.telemetry.window import NVML_MIN_COUNTER_WINDOW_S, combine_gpu_energy
 
 GIB = 1024**3
@@ -295,3 +297,17 @@ def test_gpu_provenance_from_nvml(gpus, monkeypatch):
     assert prov["gpu_driver"] == "580.1" and prov["cuda_driver"] == "13.0"
     assert prov["gpus"] == [{"nvml_index": 2, "name": "Fake H200", "uuid": "GPU-fake-2",
                              "power_limit_w": 700.0, "memory_total_bytes": 141 * GIB}]
+
+
+def test_gpu_telemetry_samples_in_a_child_process_and_cpu_in_a_thread(gpus):
+    tel = Telemetry("cuda", sample_period_s=0.05, cuda_visible_devices="1,3")
+    try:
+        assert isinstance(tel.sampler, ProcessSampler)
+        assert tel.sampler.spec["uuids"] == ["GPU-fake-1", "GPU-fake-3"]  # only the devices the run uses
+        assert tel.sampler.spec["pid"] == os.getpid()
+        assert set(tel.sampler.probes) >= {"power_w", "mem_used_bytes", "proc_mem_bytes", "util"}
+    finally:
+        tel.close()
+    cpu = Telemetry("cpu", sample_period_s=0.05)
+    assert type(cpu.sampler) is Sampler
+    cpu.close()

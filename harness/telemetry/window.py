@@ -43,6 +43,7 @@ from .codecarbon_cpu import CO2_SOURCE, Co2Estimator, CodecarbonEstimate, Codeca
 from .memory import PeakRssTracker, rss_bytes
 from .nvml import Nvml, NvmlDevice, NvmlUnavailable
 from .rapl import DEFAULT_ROOT, RaplCounter, RaplUnavailable
+from .process_sampler import ProcessSampler
 from .sampler import DEFAULT_PERIOD_S, Sample, Sampler, achieved_period_s, trapezoid_energy_j
 
 TELEMETRY_COLUMNS: tuple[str, ...] = (
@@ -278,7 +279,14 @@ class Telemetry:
             probes["util"] = lambda: [nv.utilization(d) for d in gpus]
         if self.rapl is not None:
             probes["rapl_j"] = self.rapl.advance
-        self.sampler = Sampler(probes, self.sample_period_s or DEFAULT_PERIOD_S, clock)
+        period = self.sample_period_s or DEFAULT_PERIOD_S
+        if self.gpus and self.background and clock is SYSTEM_CLOCK:
+            # GPU decode loops are launch-bound: a sampling thread would compete for the GIL
+            # (harness.telemetry.process_sampler), so the ticks run in a child process.
+            spec = {"kind": "nvml", "uuids": [d.uuid for d in self.gpus], "pid": self.pid}
+            self.sampler: Sampler = ProcessSampler(spec, probes, period)
+        else:
+            self.sampler = Sampler(probes, period, clock)
 
     # -- setup -----------------------------------------------------------------
     def _open_nvml(self, cuda_visible_devices: str | None) -> None:
@@ -545,6 +553,8 @@ class Telemetry:
             self._open.clear()
             self.sampler.stop()
             self.sampler.clear()
+            if isinstance(self.sampler, ProcessSampler):
+                self.sampler.close()
             if self.nvml is not None:
                 self.nvml.close()
                 self.nvml = None

@@ -1,4 +1,5 @@
-"""Plotly figures (no Streamlit): the accuracy-vs-cost Pareto scatter and sample histograms."""
+"""Plotly figures (no Streamlit): the accuracy-vs-cost Pareto scatter, the metric-vs-depth curves
+of depth-exit training cells and sample histograms."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from harness.results import COST_AXES
 from dashboard.data import col
 from dashboard.tables import ci_text, distinct
 
-__all__ = ["pareto_figure", "front_markup", "histogram", "axis_title"]
+__all__ = ["pareto_figure", "front_markup", "depth_figure", "histogram", "axis_title", "METRIC_LABELS"]
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "pentagon", "hexagon", "star"]
@@ -164,6 +165,96 @@ def front_markup(points: pd.DataFrame, axis: str) -> str:
         "<thead><tr><th>variant</th><th>adapter</th><th>model</th><th>accuracy</th>"
         f"<th>{html.escape(COST_AXES[axis].label)}</th><th>run</th></tr></thead><tbody>{body}</tbody></table>"
     )
+
+
+METRIC_LABELS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC (Matthews)", "pearson": "Pearson r", "spearman": "Spearman ρ"}
+"""Display names of task metrics (``task_metric`` values and ``counter_<metric>_depth_<k>``)."""
+
+
+def depth_figure(curves: pd.DataFrame, *, title: str = "") -> go.Figure | None:
+    """The task metric against the exit depth, from :func:`dashboard.tables.depth_curves`: one
+    line per curve (``line``: a variant's trained model), one panel per (task, metric); the
+    deepest exit (the cell's headline figure) ringed. None when there is no point to draw."""
+    if curves is None or curves.empty:
+        return None
+    from plotly.subplots import make_subplots
+
+    panels = list(dict.fromkeys(zip(curves["task"].astype(str), curves["metric"].astype(str))))
+    several_metrics = curves["metric"].nunique() > 1
+    fig = make_subplots(
+        rows=1,
+        cols=len(panels),
+        subplot_titles=(  # one panel: the figure's title says the task
+            [f"{t} · {METRIC_LABELS.get(m, m)}" if several_metrics else t for t, m in panels] if len(panels) > 1 else None
+        ),
+        horizontal_spacing=0.08 if len(panels) > 1 else 0.0,
+    )
+    colour = dict(zip(distinct(curves["line"]), cycle(COLOURS)))
+    shown: set[str] = set()
+    hover = (
+        "<b>%{customdata[0]}</b> (%{customdata[1]})<br>exit after %{x} block(s)<br>"
+        "%{customdata[2]}: %{y:.4g}<br>%{customdata[3]}run: %{customdata[4]}<extra></extra>"
+    )
+    for i, (task, metric) in enumerate(panels, start=1):
+        part = curves[(curves["task"].astype(str) == task) & (curves["metric"].astype(str) == metric)]
+        label = METRIC_LABELS.get(metric, metric)
+        for line, g in part.groupby("line", sort=True):
+            g = g.sort_values("depth")
+            custom = list(
+                zip(
+                    g["variant"].astype("object").fillna("—"),
+                    g["adapter"].astype("object").fillna("—"),
+                    [label] * len(g),
+                    ["deepest exit = the cell's headline figure<br>" if f else "" for f in g["full_depth"]],
+                    g["run_id"].astype("object").fillna("—"),
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=g["depth"],
+                    y=g["value"],
+                    mode="lines+markers",
+                    name=str(line),
+                    legendgroup=str(line),
+                    showlegend=line not in shown,
+                    line={"color": colour[line], "width": 2},
+                    marker={"color": colour[line], "size": 9},
+                    customdata=custom,
+                    hovertemplate=hover,
+                ),
+                row=1,
+                col=i,
+            )
+            shown.add(line)
+            full = g[g["full_depth"].astype(bool)]
+            fig.add_trace(
+                go.Scatter(
+                    x=full["depth"],
+                    y=full["value"],
+                    mode="markers",
+                    name="deepest exit (cell's figure)",
+                    legendgroup="full_depth",
+                    showlegend="full_depth" not in shown,
+                    marker={"symbol": "circle-open", "size": 18, "color": "#111", "line": {"width": 2}},
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=i,
+            )
+            shown.add("full_depth")
+        depths = sorted({int(d) for d in part["depth"]})
+        fig.update_xaxes(
+            title_text="exit depth k [transformer blocks before the head]",
+            tickmode="array", tickvals=depths, range=[min(depths) - 0.5, max(depths) + 0.5], row=1, col=i,
+        )
+        fig.update_yaxes(title_text=f"{label} at exit k", tickformat=".0%" if metric == "accuracy" else ".2f", row=1, col=i)
+    fig.update_layout(
+        title=title,
+        legend={"title": "variant (one trained model each)"},
+        margin={"l": 60, "r": 20, "t": 80, "b": 60},
+        height=440,
+    )
+    return fig
 
 
 def histogram(samples: pd.DataFrame, column: str, title: str, unit: str = "") -> go.Figure:

@@ -6,6 +6,7 @@ run-vs-run comparison, sample filters. Stored values stay in SI units; display-o
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,6 +22,8 @@ __all__ = [
     "leaderboard_rows",
     "counter_columns",
     "pareto_slice",
+    "depth_curves",
+    "DEPTH_CURVE_COLUMNS",
     "best_within",
     "axis_energy_note",
     "compare_runs",
@@ -153,6 +156,83 @@ def pareto_slice(cells: pd.DataFrame, axis: str) -> pd.DataFrame:
             ok[g] = None
     ok["on_front"] = pareto_front(ok, cost_col="cost", group_cols=DEFAULT_GROUP_COLS) if len(ok) else False
     return ok
+
+
+DEPTH_COLUMN = re.compile(r"^counter_(?P<metric>.+?)_depth_(?P<depth>\d+)$")
+"""A per-depth metric column of a training cell, e.g. ``counter_accuracy_depth_2`` (the
+``counter_<metric>_<output>`` form of docs/CONTRACTS.md, written by ``sorted_depth``)."""
+
+DEPTH_CURVE_COLUMNS = (
+    "line", "task", "metric", "depth", "value", "full_depth", "cell_value",
+    "variant", "adapter", "model", "run_id", "cell_hash",
+)
+"""Columns of :func:`depth_curves` (one row per point)."""
+
+
+def _cell_metric(row: pd.Series, metric: str) -> float | None:
+    """The cell's own (headline) figure for ``metric``: ``task_metric_value`` when ``task_metric``
+    names it, else ``accuracy`` or ``metric_<metric>``."""
+    if row.get("task_metric") == metric:
+        v = _num(row.get("task_metric_value"))
+        if v is not None:
+            return v
+    return _num(row.get("accuracy" if metric == "accuracy" else f"metric_{metric}"))
+
+
+def depth_curves(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per (fine-tuning cell, metric, depth) from the ``counter_<metric>_depth_<k>``
+    columns: ``depth`` = k (transformer blocks before the shared head), ``value`` = the metric at
+    that exit. Only ok training cells (``cell_kind == "finetune"``) with at least one non-null
+    per-depth value count; cells without any give no rows (an empty frame, same columns).
+
+    ``full_depth`` marks each curve's deepest exit, the model the cell's headline figure comes
+    from; ``cell_value`` is that headline (``task_metric_value``, else ``accuracy``/``metric_*``).
+    ``line`` names the curve: the variant, plus the model when several models are present and
+    the run when a variant has several cells (all-runs view). Sorted by task, line, depth."""
+    found = [(c, m.group("metric"), int(m.group("depth"))) for c in cells.columns if (m := DEPTH_COLUMN.match(c))]
+    mask = (col(cells, "cell_kind") == "finetune") & (col(cells, "status") == "ok")
+    train = cells[mask.fillna(False).astype(bool)]
+    rows: list[dict] = []
+    for idx, cell in train.iterrows():
+        points = [(metric, depth, _num(cell[c])) for c, metric, depth in found]
+        points = [p for p in points if p[2] is not None]
+        for metric in sorted({p[0] for p in points}):
+            mine = sorted((d, v) for m, d, v in points if m == metric)
+            deepest = mine[-1][0]
+            headline = _cell_metric(cell, metric)
+            for depth, value in mine:
+                rows.append(
+                    {
+                        "_idx": idx,
+                        "task": cell.get("task"),
+                        "metric": metric,
+                        "depth": depth,
+                        "value": value,
+                        "full_depth": depth == deepest,
+                        "cell_value": headline,
+                        "variant": cell.get("variant"),
+                        "adapter": cell.get("adapter"),
+                        "model": cell.get("model"),
+                        "run_id": cell.get("run_id"),
+                        "cell_hash": cell.get("cell_hash"),
+                    }
+                )
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in DEPTH_CURVE_COLUMNS})
+    out = pd.DataFrame(rows)
+    several_models = out["model"].astype("object").nunique(dropna=False) > 1
+    base = out["variant"].astype("object").fillna("—").astype(str)
+    if several_models:
+        base = base + " · " + out["model"].astype("object").fillna("—").astype(str).str.split(":").str[-1]
+    # a variant with several cells in one task (repeats, other runs): name the run as well
+    cells_per = out.assign(_base=base).groupby(["task", "metric", "_base"], dropna=False)["_idx"].transform("nunique")
+    run = out["run_id"].astype("object").fillna("—").astype(str)
+    out["line"] = base.where(cells_per <= 1, base + " · run " + run)
+    # the same variant twice within one run (repeats): the cell hash tells them apart
+    still = out.groupby(["task", "metric", "line"], dropna=False)["_idx"].transform("nunique") > 1
+    out.loc[still, "line"] = out.loc[still, "line"] + " · " + out.loc[still, "cell_hash"].astype(str).str[:8]
+    out = out.sort_values(["task", "metric", "line", "depth"], kind="stable").reset_index(drop=True)
+    return out[list(DEPTH_CURVE_COLUMNS)]
 
 
 def best_within(points: pd.DataFrame, budget: float) -> pd.Series | None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,9 +20,9 @@ import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard import synthetic  # noqa: E402
-from dashboard.charts import front_markup, pareto_figure  # noqa: E402
+from dashboard.charts import depth_figure, front_markup, pareto_figure  # noqa: E402
 from dashboard.data import best_per_variant, load  # noqa: E402
-from dashboard.tables import axis_energy_note, best_within, compare_runs, pareto_slice  # noqa: E402
+from dashboard.tables import axis_energy_note, best_within, compare_runs, depth_curves, pareto_slice  # noqa: E402
 from harness.results import RunStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +164,86 @@ def test_best_per_variant_and_compare(results: Path):
     assert cmp.loc[("gsm8k", "C"), "only_in"] == "A"
 
 
+# depth exits (sorted_depth): (n_correct of 10 at the deepest exit, per-depth accuracies)
+DEPTHS = {
+    "sorted-depth": (9, {2: 0.6, 4: 0.75, 6: 0.9}),
+    "sorted-depth-b": (8, {2: 0.5, 4: 0.7, 6: 0.8}),
+}
+
+
+def _finetune_cells(run_id: str, task: str = "sst2") -> list[dict]:
+    """Training cells: two sorted_depth variants with counter_accuracy_depth_{2,4,6}, one full
+    fine-tune without per-depth columns."""
+    rows = [
+        synthetic.cell(
+            run_id, variant=v, adapter="sorted_depth", params={"depths": [2, 4, 6], "v": v}, task=task,
+            n=10, n_correct=k, suite="nlu", cell_kind="finetune", task_metric="accuracy", task_metric_value=k / 10,
+            **{f"counter_accuracy_depth_{d}": a for d, a in acc.items()},
+        )
+        for v, (k, acc) in DEPTHS.items()
+    ]
+    rows.append(
+        synthetic.cell(
+            run_id, variant="full_ft", adapter="full_ft", task=task, n=10, n_correct=9, suite="nlu",
+            cell_kind="finetune", task_metric="accuracy", task_metric_value=0.9,
+        )
+    )
+    return rows
+
+
+def test_depth_curves_points_from_per_depth_columns(tmp_path: Path):
+    root = tmp_path / "r"
+    synthetic.write_run(root, RUN1, _finetune_cells(RUN1) + _pareto_cells(RUN1), suite="nlu")
+    cells = load(root).cells  # eval cells read back with null counter_accuracy_depth_* columns
+    curves = depth_curves(cells)
+    assert set(curves["line"]) == set(DEPTHS)  # full_ft and the eval cells have no curve
+    assert set(curves["task"]) == {"sst2"} and set(curves["metric"]) == {"accuracy"}
+    for variant, (k, acc) in DEPTHS.items():
+        line = curves[curves["line"] == variant].sort_values("depth")
+        assert line["depth"].tolist() == [2, 4, 6]
+        assert line["value"].tolist() == pytest.approx(list(acc.values()))
+        full = line[line["full_depth"]]
+        assert full["depth"].tolist() == [6]
+        # the full-depth point is the cell's own metric
+        assert full["value"].iloc[0] == pytest.approx(full["cell_value"].iloc[0]) == pytest.approx(k / 10)
+
+    fig = depth_figure(curves, title="sst2")
+    assert fig is not None
+    lines = {t.name: t for t in fig.data if t.mode == "lines+markers"}
+    assert set(lines) == set(DEPTHS)
+    assert list(lines["sorted-depth"].x) == [2, 4, 6]
+    assert list(lines["sorted-depth"].y) == pytest.approx([0.6, 0.75, 0.9])
+    assert "exit depth" in fig.layout.xaxis.title.text and "accuracy" in fig.layout.yaxis.title.text
+
+
+def test_depth_curves_one_panel_per_task_and_metric():
+    cells = pd.DataFrame(
+        [
+            synthetic.cell(RUN1, variant="sd", adapter="sorted_depth", task="sst2", cell_kind="finetune",
+                           counter_accuracy_depth_2=0.7, counter_accuracy_depth_4=0.8),
+            synthetic.cell(RUN1, variant="sd", adapter="sorted_depth", task="cola", cell_kind="finetune",
+                           task_metric="mcc", task_metric_value=0.3, counter_mcc_depth_2=0.1, counter_mcc_depth_4=0.3),
+        ]
+    )
+    curves = depth_curves(cells)
+    assert sorted(set(zip(curves["task"], curves["metric"]))) == [("cola", "mcc"), ("sst2", "accuracy")]
+    cola = curves[curves["task"] == "cola"]
+    assert cola["value"].tolist() == pytest.approx([0.1, 0.3])
+    assert cola.loc[cola["full_depth"], "cell_value"].iloc[0] == pytest.approx(0.3)
+    fig = depth_figure(curves)
+    assert len([a for a in fig.layout.annotations]) == 2  # one titled panel each
+
+
+def test_no_depth_columns_no_depth_chart(results: Path):
+    cells = load(results).cells  # eval cells only
+    assert depth_curves(cells).empty and depth_figure(depth_curves(cells)) is None
+    no_depths = pd.DataFrame([c for c in _finetune_cells(RUN1) if c["variant"] == "full_ft"])
+    assert depth_curves(no_depths).empty and depth_figure(depth_curves(no_depths)) is None
+    # per-depth columns on an evaluation cell are not a trained model's exits
+    eval_cell = pd.DataFrame([synthetic.cell(RUN1, variant="x", counter_accuracy_depth_2=0.5)])
+    assert depth_curves(eval_cell).empty
+
+
 # ---- the app ------------------------------------------------------------------------------------
 
 
@@ -212,6 +293,23 @@ def test_pareto_page_front_and_axis_switch(results: Path, monkeypatch):
     slider = at.select_slider(key="pareto_budget_latency_p50_s_gsm8k_" + at.selectbox(key="pareto_hardware").value + "_8")
     slider.set_value(1.0).run()
     assert any("best accuracy **60.0%** by `B`" in m.value for m in at.markdown)
+
+
+def test_pareto_page_depth_curves_only_with_per_depth_columns(results: Path, monkeypatch):
+    at = _app(results, monkeypatch).run()
+    at.switch_page("views/pareto.py").run()
+    assert not at.exception
+    assert "Depth curves" not in [s.value for s in at.subheader]  # eval cells only: no section
+    synthetic.write_run(results, "20260103T000000Z-nlu-0003", _finetune_cells("20260103T000000Z-nlu-0003"), suite="nlu")
+    at.run()
+    at.selectbox(key="pareto_task").set_value("sst2").run()
+    assert not at.exception
+    assert "Depth curves" in [s.value for s in at.subheader]
+    assert any("one trained model evaluated at several exits" in c.value for c in at.caption)
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and "depth_chart" in c.proto.id)
+    assert '"exit depth k' in chart.proto.spec and "sorted-depth-b" in chart.proto.spec
+    points = next(d.value for d in at.dataframe if "depth 4" in d.value.columns)
+    assert dict(zip(points["line"], points["depth 4"])) == pytest.approx({"sorted-depth": 0.75, "sorted-depth-b": 0.7})
 
 
 def test_variant_page_filters_wrong_and_truncated(results: Path, monkeypatch):

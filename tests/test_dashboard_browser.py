@@ -1,6 +1,7 @@
 """The dashboard in a real browser: `streamlit run` on a free loopback port, driven by Debian's
 headless Chromium through Playwright (never a downloaded browser). Reads the Pareto front from
-the page's markup before and after switching the cost axis, and saves a screenshot."""
+the page's markup before and after switching the cost axis, then the depth curves of a training
+task, and saves screenshots."""
 
 from __future__ import annotations
 
@@ -58,6 +59,11 @@ def served(tmp_path: Path):
             synthetic.cell(RUN, variant=v, adapter="think_budget" if v in "AC" else "int8", params={"v": v},
                            n=10, n_correct=k, energy_per_token_j=e, latency_p50_s=lat)
             for v, (k, e, lat) in CASE.items()
+        ]
+        + [  # a training cell with depth exits (sorted_depth), on another task
+            synthetic.cell(RUN, variant="sorted-depth", adapter="sorted_depth", task="sst2", n=10, n_correct=9,
+                           cell_kind="finetune", task_metric="accuracy", task_metric_value=0.9,
+                           counter_accuracy_depth_2=0.6, counter_accuracy_depth_4=0.75, counter_accuracy_depth_6=0.9)
         ],
     )
     port = _free_port()
@@ -133,6 +139,17 @@ def test_pareto_front_in_chromium(served: str, tmp_path: Path):
             time.sleep(1.0)  # let the chart finish its transition before the picture
             shot = tmp_path / "pareto_latency.png"
             page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+
+            # a task whose training cells report per-depth metrics: the depth curves section
+            page.locator(".st-key-pareto_task").click()
+            page.get_by_role("option", name="sst2").click()
+            page.locator(".st-key-depth_chart .js-plotly-plot").wait_for(state="visible")
+            assert "exit depth" in page.locator(".st-key-depth_chart .js-plotly-plot .xtitle").first.text_content()
+            assert page.locator(".st-key-depth_chart .js-plotly-plot .scatterlayer .trace").count() >= 1
+            time.sleep(1.0)
+            shot = tmp_path / "depth_curves.png"
+            page.locator(".st-key-depth_chart").screenshot(path=str(shot))  # scrolled into view
             assert shot.stat().st_size > 10_000
         finally:
             browser.close()

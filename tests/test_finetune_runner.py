@@ -151,6 +151,11 @@ def test_dashboard_pages_render_training_cells(first_run, monkeypatch):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
     at.switch_page("views/pareto.py").run()
+    # the sorted_depth cell's per-depth accuracies: one curve, depths 1 and 2, the deepest = its accuracy
+    assert "Depth curves" in [s.value for s in at.subheader]
+    points = next(d.value for d in at.dataframe if "depth 2" in d.value.columns).set_index("line")
+    task = at.selectbox(key="pareto_task").value
+    assert points.loc["depths", "depth 2"] == pytest.approx(read_cells(root).set_index(["variant", "task"]).loc[("depths", task), "accuracy"])
     for axis in ("trainable_params", "saved_activation_bytes", "train_time_s", "train_energy_j"):
         at.selectbox(key="pareto_axis").set_value(axis).run()
         assert not at.exception, (axis, at.exception)

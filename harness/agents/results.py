@@ -33,6 +33,20 @@ def load(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def scrub_keys(path: str | Path) -> None:
+    """Remove API keys τ² copies into its results file (``info.*_info.llm_args.api_key``)."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    changed = False
+    for part in ("agent_info", "user_info"):
+        args = ((data.get("info") or {}).get(part) or {}).get("llm_args") or {}
+        if "api_key" in args:
+            args["api_key"] = "<removed>"
+            changed = True
+    if changed:
+        path.write_text(json.dumps(data, indent=2))
+
+
 def _usage(messages: list[dict], role: str) -> tuple[int, int, int]:
     """(prompt tokens, completion tokens, messages) of ``role``'s LLM turns, from ``usage``."""
     prompt = completion = n = 0

@@ -261,6 +261,8 @@ class AgentDefaults(_Strict):
         max_steps: τ²'s step limit per simulation (a run hitting it scores 0).
         max_tokens: completion cap per request, for the agent and a local user simulator.
         max_errors: τ²'s limit of consecutive tool errors.
+        concurrency: τ²'s ``--max-concurrency``; only 1: τ² sends no task id, so requests are
+            attributed to a simulation by its time window, which needs one simulation at a time.
         seed: τ²'s seed; trial ``t`` of a task runs with ``seed + t`` (one simulation per
             subprocess, so requests can be attributed to it by time window).
         repeats: cells per (variant, domain) (timing spread).
@@ -273,6 +275,7 @@ class AgentDefaults(_Strict):
     max_steps: int = Field(8, ge=1)
     max_tokens: int = Field(96, ge=1)
     max_errors: int = Field(10, ge=1)
+    concurrency: int = Field(1, ge=1, le=1)
     seed: int = 300
     repeats: int = Field(1, ge=1)
     timeout_s: float = Field(1800.0, gt=0)

@@ -135,6 +135,42 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
     assert pd.isna(bad["agent_tokens_per_success"])  # no success: no per-success cost
 
 
+def test_upstream_retail_without_judge_stores_reward_db_only(tmp_path, scripted_adapters, monkeypatch, data_dir):
+    """``data: data_dir`` (upstream task files under HARNESS_DATA_DIR/tau2) on a retail task whose
+    reward basis is [DB, NL_ASSERTION], no judge: τ² scores the DB check (its CLI alone would
+    refuse the task), the harness stores it as reward_db_only and leaves reward null."""
+    from harness.agents.cell import AgentCellRunner
+    from harness.results import read_cells, read_samples
+    from harness.runner import run_suite
+    from harness.testing import TinyBase
+
+    def tiny(self, ref, dtype, device):
+        base = TinyBase()
+        base.load_time_s = 0.0
+        return base
+
+    monkeypatch.setattr(AgentCellRunner, "load_base", tiny)
+    suite = tmp_path / "retail-test.yaml"
+    suite.write_text(
+        "name: retail-test\n"
+        "defaults: {device: cpu}\n"
+        "agents:\n"
+        "  models: [embedded]\n"
+        "  domains: {retail: {task_ids: ['0']}}\n"
+        "  defaults: {trials: 1, max_steps: 10, max_tokens: 32, timeout_s: 300, data: data_dir}\n"
+        "  user: {model: embedded, adapter: test-scripted-user}\n"
+        "  variants:\n"
+        "    - {name: silent, adapter: test-silent-agent}\n"
+    )
+    report = run_suite(suite, tmp_path / "results")
+    assert report.failed == 0, read_cells(report.run_dir)["error"].tolist()
+    cell, sample = read_cells(report.run_dir).iloc[0], read_samples(report.run_dir).iloc[0]
+    assert cell["tau2_data_version"].startswith("TAU2_DATA_DIR=") and cell["infra_error_count"] == 0
+    assert sample["termination_reason"] == "user_stop" and not sample["infra_error"]
+    assert pd.isna(sample["reward"]) and sample["reward_db_only"] == 0.0  # the silent agent exchanged nothing
+    assert pd.isna(cell["reward_mean"]) and cell["reward_db_only_mean"] == 0.0 and pd.isna(cell["success_rate"])
+
+
 @pytest.mark.slow
 def test_embedded_model_runs_a_mock_task_end_to_end(tmp_path, embedded, monkeypatch):
     """The embedded 135M model as agent and user simulator on one mock task, short: the

@@ -81,15 +81,22 @@ class AgentCellRunner:
         """τ² installed, every domain's task file readable, every task id known.
 
         Raises:
-            Tau2Unavailable: the ``agents`` extra is not installed.
-            FileNotFoundError / ValueError: missing data, unknown task ids.
+            DataError: the ``agents`` extra is not installed, missing data, unknown task ids.
         """
-        from harness.agents.tau2_run import tau2_package_dir
+        from harness.agents.tau2_run import Tau2Unavailable, tau2_package_dir
+        from harness.tasks import DataError
 
-        tau2_package_dir()
+        try:
+            tau2_package_dir()
+        except Tau2Unavailable as exc:
+            raise DataError(str(exc)) from None
         for cell in cells:
-            if not resolve_task_ids(cell.agent):
-                raise ValueError(f"{cell.task}: no tasks selected")
+            try:
+                ids = resolve_task_ids(cell.agent)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{cell.task}: {exc}") from None
+            if not ids:
+                raise DataError(f"{cell.task}: no tasks selected")
 
     # -- helpers -------------------------------------------------------------------------
     def _local_backend(self, llm: dict, cell: Cell, base, max_tokens: int):

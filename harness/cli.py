@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,validate,ls,grade,summary,gate}``.
+"""Command line: ``python -m harness {run,validate,ls,grade,summary,gate,serve}``.
 
 Exit codes: 0 success, 1 a run finished with failed cells / a regrade disagreed / the gate found
 a regression, 2 unusable input (invalid suite, unknown task, missing run, schema mismatch).
@@ -92,6 +92,20 @@ def validate(suites: list[str] = typer.Argument(..., help="suite names or paths"
             line = (line if s.variants else f"[green]ok[/] {resolve_path(name)}:") + (
                 f"{';' if s.variants else ''} finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
                 f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)"
+            )
+        if s.agents is not None:
+            a, d = s.agents, s.agents.defaults
+            has_before = bool(s.variants or s.finetune)
+            domains = ", ".join(
+                f"{name} ({len(spec.task_ids)} task(s))" if spec.task_ids
+                else f"{name} ({spec.num_tasks or 'all'} task(s) of {spec.split})"
+                for name, spec in a.domains.items()
+            )
+            line = (line if has_before else f"[green]ok[/] {resolve_path(name)}:") + (
+                f"{';' if has_before else ''} agents (τ²): {len(a.models)} model(s) × {len(a.variants)} variant(s) × "
+                f"{len(a.domains)} domain(s): {domains} × {d.trials} trial(s) × {d.repeats} repeat(s); "
+                f"max_steps {d.max_steps}, max_tokens {d.max_tokens}, seed {d.seed}, data {d.data}; "
+                f"user simulator {a.user.label}; judge {a.judge.label if a.judge else 'none (reward_db_only)'}"
             )
         console.print(line)
 
@@ -244,6 +258,51 @@ def gate(
     write(markdown, result.json())
     typer.echo(markdown)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def serve(
+    suite: str = typer.Argument(..., help="suite name (suites/<name>.yaml) or path"),
+    variant: list[str] = typer.Option(..., "--variant", "-v", help="variant to serve (repeatable); served under its name"),
+    model_ref: Optional[str] = typer.Option(None, "--model-ref", help="base model (default: the suite's first)"),
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+    port: int = typer.Option(8000, help="TCP port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HARNESS_SERVE_API_KEY", help="require Authorization: Bearer KEY"),
+    log: Optional[Path] = typer.Option(None, "--log", help="append one JSON line per request here"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N (default: the suite's)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="completion cap when a request sets none (default: the suite's max_new_tokens)"),
+    max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="prompt budget; older turns are dropped beyond it"),
+    telemetry: bool = typer.Option(True, "--telemetry/--no-telemetry", help="an energy window per request"),
+) -> None:
+    """Serve suite variants behind an OpenAI-compatible API (POST /v1/chat/completions)."""
+    import uvicorn
+
+    from harness.models import ModelError
+    from harness.serve.app import create_app
+    from harness.serve.backend import suite_backends
+    from harness.serve.protocol import RequestLog
+    from harness.suite import SuiteError, load, resolve_path
+
+    try:
+        s = load(resolve_path(suite))
+        backends = suite_backends(s, list(variant), model_ref=model_ref, device=device, max_tokens=max_tokens,
+                                  max_prompt_tokens=max_prompt_tokens)
+    except (SuiteError, ValueError, ModelError) as exc:
+        _fail(str(exc))
+    tel = None
+    if telemetry:
+        from harness.telemetry import Telemetry
+
+        tel = Telemetry(next(iter(backends.values())).model.device.type)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    application = create_app(backends, log=RequestLog(log), api_key=api_key, telemetry=tel)
+    err.print(f"serving {', '.join(backends)} at http://{host}:{port}/v1" + (" (bearer key required)" if api_key else ""))
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+    finally:
+        if tel is not None:
+            tel.close()
 
 
 @app.command()

@@ -94,10 +94,21 @@ class DecodePolicy:
     def choose(self, rows: list[RowState], logits: torch.Tensor) -> list[int]:
         """Pick each row's next token from ``logits`` (shape ``[batch, vocab]``).
 
-        Default: a forced token if the row has one queued, else the argmax.
+        Default: a forced token if the row has one queued, else :meth:`pick` (the argmax, or a
+        sample when the settings ask for sampling).
         """
-        greedy = logits.argmax(dim=-1).tolist()
-        return [row.forced.pop(0) if row.forced else tok for row, tok in zip(rows, greedy)]
+        picked = self.pick(logits)
+        return [row.forced.pop(0) if row.forced else tok for row, tok in zip(rows, picked)]
+
+    sampling: "Sampling | None" = None  # set by generate() when settings.temperature > 0
+
+    def pick(self, logits: torch.Tensor) -> list[int]:
+        """The argmax of each row, or a draw from ``softmax(logits / temperature)`` when
+        :func:`generate` set :attr:`sampling` (policies that pick tokens themselves stay greedy)."""
+        if self.sampling is None:
+            return logits.argmax(dim=-1).tolist()
+        probs = torch.softmax(logits.float() / self.sampling.temperature, dim=-1)
+        return torch.multinomial(probs.cpu(), 1, generator=self.sampling.generator).squeeze(-1).tolist()
 
     def forward(self, model, **inputs) -> Any:
         """Run the model on one prefill or decode step; returns a mapping with ``logits``
@@ -135,11 +146,35 @@ class GenerationSettings:
         max_new_tokens: cap on generated tokens per sequence (forced tokens count).
         stop_strings: the output is cut before the first of these and the row stops.
         eos_token_ids: ids that end a sequence (excluded from the output).
+        temperature: ``0`` (default) = greedy; ``> 0`` = sample from ``softmax(logits / T)``
+            in :meth:`DecodePolicy.pick`.
+        seed: seed of the sampling generator (``None`` = a random seed); unused when greedy.
     """
 
     max_new_tokens: int
     stop_strings: Sequence[str] = ()
     eos_token_ids: Sequence[int] = ()
+    temperature: float = 0.0
+    seed: int | None = None
+
+
+@dataclass
+class Sampling:
+    """Sampling state of one :func:`generate` call: temperature and a seeded CPU generator."""
+
+    temperature: float
+    generator: torch.Generator
+
+    @classmethod
+    def of(cls, settings: GenerationSettings) -> "Sampling | None":
+        if not settings.temperature or settings.temperature <= 0:
+            return None
+        generator = torch.Generator()
+        if settings.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(settings.seed))
+        return cls(float(settings.temperature), generator)
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -181,7 +216,8 @@ def generate(
     max_new_tokens: list[int] | None = None,
     clock: Callable[[], float] = monotonic_s,
 ) -> list[SequenceResult]:
-    """Greedy-decode a batch of tokenized prompts with a KV cache.
+    """Decode a batch of tokenized prompts with a KV cache (greedy unless
+    ``settings.temperature > 0``).
 
     Args:
         model: a ``transformers`` causal LM (any device).
@@ -196,6 +232,7 @@ def generate(
         One :class:`SequenceResult` per prompt, in input order.
     """
     policy = policy or DecodePolicy()
+    policy.sampling = Sampling.of(settings)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else settings.eos_token_ids[0]
     eos = set(settings.eos_token_ids)

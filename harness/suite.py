@@ -27,6 +27,19 @@ through the same executor, resume and results store (``suites/nlu.yaml``)::
         - {name: full_ft, adapter: full_ft}
         - {name: lora-r8, adapter: lora, params: {r: 8}, learning_rate: 1.0e-3}
 
+A suite may also (or only) hold an ``agents:`` section: agent cells that serve each variant
+behind the OpenAI-compatible server and run τ²-bench against it (:mod:`harness.agents`,
+``suites/agentic.yaml``); one cell = model × variant × τ² domain × repeat::
+
+    agents:
+      models: [embedded]
+      domains: {mock: {task_ids: [create_task_1, update_task_1]}}
+      defaults: {trials: 1, max_steps: 8, max_tokens: 96, seed: 300}
+      user: {model: embedded, adapter: baseline}   # the same user simulator for every variant
+      judge: null                                  # no NL-assertion judge → reward_db_only
+      variants:
+        - {name: baseline, adapter: baseline}
+
 Every error names the file and the key, e.g.
 ``suites/x.yaml: variants[1].adapter: unknown adapter 'baslein'; did you mean 'baseline'?``.
 """
@@ -37,7 +50,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -237,6 +250,89 @@ class Finetune(_Strict):
         return out
 
 
+TAU2_DOMAINS = ("mock", "airline", "retail", "telecom", "telecom-workflow")
+
+
+class AgentDefaults(_Strict):
+    """τ² run settings of every agent cell.
+
+    Attributes:
+        trials: simulations per task (τ²'s ``--num-trials``; pass^k needs ``k`` trials).
+        max_steps: τ²'s step limit per simulation (a run hitting it scores 0).
+        max_tokens: completion cap per request, for the agent and a local user simulator.
+        max_errors: τ²'s limit of consecutive tool errors.
+        concurrency: τ²'s ``--max-concurrency``; only 1: τ² sends no task id, so requests are
+            attributed to a simulation by its time window, which needs one simulation at a time.
+        seed: τ²'s seed; trial ``t`` of a task runs with ``seed + t`` (one simulation per
+            subprocess, so requests can be attributed to it by time window).
+        repeats: cells per (variant, domain) (timing spread).
+        timeout_s: wall-clock limit of one simulation's subprocess (then an infrastructure error).
+        data: ``bundled`` = τ²'s own data (matches its code); ``data_dir`` = the ``tau2/`` folder
+            under ``HARNESS_DATA_DIR`` (passed to τ² as ``TAU2_DATA_DIR``).
+    """
+
+    trials: int = Field(1, ge=1)
+    max_steps: int = Field(8, ge=1)
+    max_tokens: int = Field(96, ge=1)
+    max_errors: int = Field(10, ge=1)
+    concurrency: int = Field(1, ge=1, le=1)
+    seed: int = 300
+    repeats: int = Field(1, ge=1)
+    timeout_s: float = Field(1800.0, gt=0)
+    data: Literal["bundled", "data_dir"] = "bundled"
+
+
+class AgentDomain(_Strict):
+    """Which tasks of a τ² domain: ``task_ids`` (in order), else the first ``num_tasks`` of the
+    ``split`` (all when both are unset)."""
+
+    task_ids: list[str] | None = Field(None, min_length=1)
+    num_tasks: int | None = Field(None, ge=1)
+    split: str = "base"
+
+
+class AgentLLM(_Strict):
+    """The user simulator or the judge: a local model the harness serves on the same loopback
+    server (``model`` + ``adapter``, labelled ``local:<model>/<adapter>``), or any endpoint
+    LiteLLM reaches (``llm``: a LiteLLM model string such as ``openai/gpt-4.1``, with
+    ``api_base`` for an OpenAI-compatible server and ``api_key_env`` naming the variable that
+    holds its key)."""
+
+    model: str = "embedded"
+    adapter: str = "baseline"
+    params: dict[str, Any] = Field(default_factory=dict)
+    llm: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.llm is None
+
+    @property
+    def label(self) -> str:
+        return f"local:{self.model}/{self.adapter}" if self.local else f"{self.llm}@{self.api_base or 'provider'}"
+
+
+class Agents(_Strict):
+    """The ``agents:`` section: τ²-bench cells (model × variant × domain × repeat)."""
+
+    models: list[str] = Field(min_length=1)
+    domains: dict[str, AgentDomain] = Field(min_length=1)
+    variants: list[Variant] = Field(min_length=1)
+    defaults: AgentDefaults = AgentDefaults()
+    user: AgentLLM = AgentLLM()
+    judge: AgentLLM | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: dict[str, AgentDomain]) -> dict[str, AgentDomain]:
+        for name in value:
+            if name not in TAU2_DOMAINS:
+                raise ValueError(f"unknown τ² domain {name!r}; choose one of {list(TAU2_DOMAINS)}")
+        return value
+
+
 class Suite(_Strict):
     """A validated suite (see module docstring)."""
 
@@ -248,14 +344,18 @@ class Suite(_Strict):
     defaults: Defaults = Defaults()
     gate: Gate = Gate()
     finetune: Finetune | None = None
+    agents: Agents | None = None
 
     @model_validator(mode="after")
     def _unique_variants(self):
         if self.variants and (not self.models or not self.tasks):
             raise ValueError("evaluation variants need at least one model and one task")
-        if not self.variants and self.finetune is None:
-            raise ValueError("a suite needs evaluation variants (models, tasks, variants) or a finetune section")
+        if not self.variants and self.finetune is None and self.agents is None:
+            raise ValueError(
+                "a suite needs evaluation variants (models, tasks, variants), a finetune section or an agents section"
+            )
         names = [v.name for v in self.variants] + [v.name for v in (self.finetune.variants if self.finetune else [])]
+        names += [v.name for v in (self.agents.variants if self.agents else [])]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"variant names must be unique; repeated: {dupes}")
@@ -265,8 +365,9 @@ class Suite(_Strict):
         """JSON-ready dump with defaults filled (what the suite hash covers); a suite without a
         ``finetune`` section dumps exactly as before the section existed (same hash)."""
         data = self.model_dump(mode="json")
-        if data.get("finetune") is None:
-            data.pop("finetune", None)
+        for section in ("finetune", "agents"):
+            if data.get(section) is None:
+                data.pop(section, None)
         return data
 
 
@@ -364,7 +465,57 @@ def parse(data: Any, source: str = "<suite>") -> Suite:
             )
     if suite.finetune is not None:
         _check_finetune(suite.finetune, source)
+    if suite.agents is not None:
+        _check_agents(suite.agents, source)
     return suite
+
+
+def _check_adapter(name: str, params: dict, where: str):
+    """The eval adapter ``name`` with ``params`` (``SuiteError`` naming ``where``)."""
+    from harness.adapters import ADAPTERS
+    from harness.registry import UnknownNameError
+
+    try:
+        cls = ADAPTERS.get(name)
+    except UnknownNameError as exc:
+        raise SuiteError(f"{where}.adapter: {exc}") from None
+    try:
+        return cls(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        message = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
+        raise SuiteError(f"{where}.params.{_loc(err['loc'])}: {message}") from None
+
+
+def _check_agents(section: Agents, source: str) -> None:
+    """Validate the ``agents:`` section's models, adapters and the user simulator / judge."""
+    where = f"{source}: agents"
+    for i, ref in enumerate(section.models):
+        problem = model_ref_problem(ref)
+        if problem:
+            raise SuiteError(f"{where}.models[{i}]: {problem}")
+    seen: dict[str, str] = {}
+    for i, variant in enumerate(section.variants):
+        adapter = _check_adapter(variant.adapter, variant.params, f"{where}.variants[{i}]")
+        try:
+            adapter.check(section.defaults.max_tokens)
+        except ValueError as exc:
+            raise SuiteError(f"{where}.variants[{i}].params: {exc}") from None
+        key = stable_json([variant.adapter, adapter.params.model_dump(mode="json"), variant.dtype])
+        if key in seen:
+            raise SuiteError(f"{where}.variants[{i}]: same adapter, params and dtype as variant {seen[key]!r}")
+        seen[key] = variant.name
+    for role in ("user", "judge"):
+        llm = getattr(section, role)
+        if llm is None:
+            continue
+        if llm.local:
+            problem = model_ref_problem(llm.model)
+            if problem:
+                raise SuiteError(f"{where}.{role}.model: {problem}")
+            _check_adapter(llm.adapter, llm.params, f"{where}.{role}")
+        elif llm.api_base is not None and not llm.api_base.startswith(("http://", "https://")):
+            raise SuiteError(f"{where}.{role}.api_base: not an http(s) URL: {llm.api_base!r}")
 
 
 def _check_finetune(section: Finetune, source: str) -> None:
@@ -472,6 +623,7 @@ class Cell:
     warmup: int = 0  # not part of the identity: warm-up is excluded from every figure
     kind: str = "eval"
     train: dict[str, Any] | None = None
+    agent: dict[str, Any] | None = None  # agent cells: the resolved τ² settings (hashed)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -489,6 +641,8 @@ class Cell:
                 "train": self.train,
                 "seed": self.seed,
                 "repeat": self.repeat,
+                # an agent cell's τ² settings; the subprocess timeout is not part of what it measures
+                **({"agent": {k: v for k, v in self.agent.items() if k != "timeout_s"}} if self.agent is not None else {}),
             }
         return {
             "format": CELL_FORMAT,
@@ -556,6 +710,77 @@ def expand(suite: Suite, limit: int | None = None, model_ids: dict[str, str] | N
                     )
     if suite.finetune is not None:
         cells += _expand_finetune(suite, limit, ids)
+    if suite.agents is not None:
+        cells += _expand_agents(suite, ids)
+    return cells
+
+
+def tau2_data_dir(section: Agents) -> str | None:
+    """``TAU2_DATA_DIR`` of the section's cells: ``None`` = τ²'s bundled data; ``data: data_dir``
+    = ``$HARNESS_DATA_DIR`` (which must hold a ``tau2/`` folder).
+
+    Raises:
+        SuiteError: ``data: data_dir`` without a usable ``HARNESS_DATA_DIR``.
+    """
+    import os
+
+    if section.defaults.data == "bundled":
+        return None
+    root = os.environ.get("HARNESS_DATA_DIR")
+    if not root or not (Path(root) / "tau2" / "domains").is_dir():
+        raise SuiteError(f"agents.defaults.data: data_dir needs HARNESS_DATA_DIR with a tau2/domains folder (got {root!r})")
+    return str(Path(root).resolve())
+
+
+def _expand_agents(suite: Suite, ids: dict[str, str]) -> list[Cell]:
+    """Agent cells: model × variant × τ² domain × repeat (task ``tau2/<domain>``); ``agent``
+    holds the τ² settings, the user simulator and judge, and the data version."""
+    from harness.adapters import ADAPTERS
+    from harness.agents.tau2_run import data_version
+    from harness.models import resolve
+
+    section = suite.agents
+    d = section.defaults
+    data_dir = tau2_data_dir(section)
+    cells = []
+    for ref in section.models:
+        if ref not in ids:
+            ids[ref] = resolve(ref).canonical_id
+        for variant in section.variants:
+            params = ADAPTERS.get(variant.adapter).Params(**variant.params).model_dump(mode="json")
+            for domain, spec in section.domains.items():
+                try:
+                    version = data_version(domain, data_dir)
+                except (RuntimeError, OSError) as exc:  # τ² missing: check_inputs says so before anything loads
+                    version = f"unavailable ({type(exc).__name__})"
+                agent = {
+                    "domain": domain,
+                    **spec.model_dump(mode="json"),
+                    **d.model_dump(mode="json", exclude={"repeats", "seed", "timeout_s"}),
+                    "data_dir": data_dir,
+                    "user": section.user.model_dump(mode="json"),
+                    "judge": section.judge.model_dump(mode="json") if section.judge else None,
+                }
+                for repeat in range(d.repeats):
+                    cells.append(
+                        Cell(
+                            suite=suite.name,
+                            model_ref=ref,
+                            model_id=ids[ref],
+                            variant=variant,
+                            params=params,
+                            task=f"tau2/{domain}",
+                            task_version=version,
+                            limit=None,
+                            batch_size=1,
+                            max_new_tokens=d.max_tokens,
+                            seed=d.seed,
+                            repeat=repeat,
+                            device=suite.defaults.device,
+                            kind="agent",
+                            agent={**agent, "timeout_s": d.timeout_s},
+                        )
+                    )
     return cells
 
 

@@ -451,3 +451,29 @@ def test_results_root_from_arguments_then_environment(monkeypatch, tmp_path: Pat
     assert results_root([]) == tmp_path / "env"
     monkeypatch.delenv("HARNESS_RESULTS")
     assert results_root([]) == Path("results").resolve()
+
+
+def test_agent_cells_on_leaderboard_and_pareto(tmp_path: Path, monkeypatch):
+    """τ² agent cells (schema 1.3 columns) appear like any other cell; their cost axes work."""
+    root = tmp_path / "results"
+    run = "20260103T000000Z-agentic-0001"
+    agent = [  # variant: (successes of 4, agent tokens per task, energy per success)
+        ("a1", 3, 9000.0, 40.0), ("a2", 2, 4000.0, 30.0), ("a3", 1, 5000.0, 90.0),
+    ]
+    cells = [
+        synthetic.cell(run, variant=v, adapter="baseline", params={"v": v}, task="tau2/mock", n=4, n_correct=k,
+                       batch_size=1, suite="agentic", cell_kind="agent", agent_domain="mock", success_rate=k / 4,
+                       agent_tokens_per_task=tok, energy_per_correct_j=e, pass_hat_1=k / 4,
+                       termination_json='{"user_stop": 4}')
+        for v, k, tok, e in agent
+    ]
+    synthetic.write_run(root, run, cells)
+    points = pareto_slice(load(root).cells, "agent_tokens_per_task")
+    assert set(points.loc[points["on_front"].astype(bool), "variant"]) == {"a1", "a2"}
+    at = _app(root, monkeypatch).run()
+    assert not at.exception
+    at.switch_page("views/pareto.py").run()
+    assert at.selectbox(key="pareto_task").value == "tau2/mock"
+    at.selectbox(key="pareto_axis").set_value("agent_tokens_per_task").run()
+    assert not at.exception
+    assert _front_variants(at) == ("agent_tokens_per_task", {"a1", "a2"})

@@ -93,3 +93,16 @@ def test_forced_tokens_are_fed_back(tiny):
     with torch.no_grad():  # the token after the forced ones is the model's greedy continuation of them
         ids = torch.tensor([_ids(tok, ["q"])[0] + out.token_ids[:4]])
         assert model(ids).logits[0, -1].argmax().item() == out.token_ids[4]
+
+
+def test_sampling_is_seeded_and_temperature_zero_stays_greedy(tiny):
+    model, tok = tiny
+    prompts = _ids(tok, ["The cat sat on"])
+    greedy = generate(model, tok, prompts, GenerationSettings(max_new_tokens=16, eos_token_ids=[]))[0].token_ids
+    zero = generate(model, tok, prompts, GenerationSettings(max_new_tokens=16, eos_token_ids=[], temperature=0.0, seed=5))
+    assert zero[0].token_ids == greedy
+    hot = lambda seed: generate(  # noqa: E731
+        model, tok, prompts, GenerationSettings(max_new_tokens=16, eos_token_ids=[], temperature=5.0, seed=seed)
+    )[0].token_ids
+    assert hot(7) == hot(7)
+    assert len({tuple(hot(s)) for s in range(4)} | {tuple(greedy)}) > 2

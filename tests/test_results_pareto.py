@@ -96,6 +96,8 @@ def test_cost_axes():
         "output_tokens_mean", "peak_rss_bytes", "ttft_p50_s",
         # training cells
         "trainable_params", "saved_activation_bytes", "train_time_s", "train_energy_j",
+        # agent cells (τ²)
+        "agent_tokens_per_task", "agent_tokens_per_success",
     }
     for name, (column, label, unit) in COST_AXES.items():
         assert column == name and label and unit

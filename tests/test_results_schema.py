@@ -38,12 +38,21 @@ train_time_s train_energy_j train_energy_source steps final_train_loss adapter_b
 train_config_json technique_json
 """.split() + """
 metric_f1 metric_mcc metric_pearson metric_spearman latency_attributed
+""".split() + """
+agent_domain agent_tasks agent_trials agent_max_steps success_rate pass_hat_1 pass_hat_k_json
+reward_mean reward_db_only_mean agent_tokens_per_task agent_tokens_per_success user_tokens_per_task
+max_steps_rate infra_error_count termination_json user_simulator judge_model tau2_version
+tau2_data_version
 """.split()
 
 CONTRACT_SAMPLE_COLUMNS = """
 run_id cell_hash model variant task doc_id prompt_hash prompt_text output_text extracted_answer
 reference correct grade_reason input_tokens output_tokens finish_reason latency_s ttft_s tpot_s
 itl_s batch_size counters_json
+""".split() + """
+agent_task_id agent_trial reward reward_db_only reward_breakdown_json termination_reason infra_error
+user_input_tokens user_output_tokens duration_s agent_generation_time_s energy_j energy_source
+energy_attributed
 """.split()
 
 

@@ -39,6 +39,10 @@ COST_AXES: dict[str, CostAxis] = {
     "saved_activation_bytes": CostAxis("saved_activation_bytes", "Saved activations (training step)", "bytes"),
     "train_time_s": CostAxis("train_time_s", "Training time", "s"),
     "train_energy_j": CostAxis("train_energy_j", "Training energy", "J"),
+    # agent cells (τ²): accuracy is the success rate; energy_per_correct_j is energy per success
+    # and latency_p50_s the simulation's wall time there
+    "agent_tokens_per_task": CostAxis("agent_tokens_per_task", "Agent tokens per task", "tokens"),
+    "agent_tokens_per_success": CostAxis("agent_tokens_per_success", "Agent tokens per success", "tokens"),
 }
 """Cost axes by name: ``name -> CostAxis(column, label, unit)``; lower is better on every axis."""
 

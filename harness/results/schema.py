@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.2"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics
+SCHEMA_VERSION = "1.3"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²)
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -177,6 +177,30 @@ CELL_SCHEMA = pa.schema(
         _f("metric_spearman", _F64),  # Spearman rho (STS-B)
         _f("latency_attributed", _BOOL),  # per-sample latency_s is a share of a batch's time (log-likelihood)
         # --- end NLU block
+        # --- agent cells (τ²-bench through a served variant; harness/agents; schema 1.3). On agent
+        # cells accuracy = success_rate (share of simulations with reward 1), latency_p* = simulation
+        # wall time, output_tokens_* = the agent's completion tokens, energy_j = the variant's energy
+        # (attributed: energy_attributed is true), energy_per_correct_j = energy per success.
+        _f("agent_domain", _STR),  # τ² domain (mock | airline | retail | telecom ...)
+        _f("agent_tasks", _I64),  # tasks run
+        _f("agent_trials", _I64),  # simulations per task
+        _f("agent_max_steps", _I64),  # τ²'s step limit
+        _f("success_rate", _F64),  # share of scored simulations with reward within 1e-6 of 1
+        _f("pass_hat_1", _F64),
+        _f("pass_hat_k_json", _STR),  # {"k": mean over tasks of C(c,k)/C(n,k)} for k = 1..trials
+        _f("reward_mean", _F64),  # mean τ² reward (null when every task needed the absent judge)
+        _f("reward_db_only_mean", _F64),  # mean DB check of tasks that need the NL judge when none was configured
+        _f("agent_tokens_per_task", _F64),  # agent prompt + completion tokens (message usage) per simulation
+        _f("agent_tokens_per_success", _F64),
+        _f("user_tokens_per_task", _F64),  # the user simulator's, same count
+        _f("max_steps_rate", _F64),  # share of simulations ended by max_steps
+        _f("infra_error_count", _I64),  # simulations lost to an infrastructure error (counted as failures)
+        _f("termination_json", _STR),  # {termination_reason: count}
+        _f("user_simulator", _STR),  # label of the user simulator (identical across compared variants)
+        _f("judge_model", _STR),  # label of the NL-assertion judge; null = none (reward_db_only)
+        _f("tau2_version", _STR),
+        _f("tau2_data_version", _STR),  # data source, package version, tasks file hash
+        # --- end agent block
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""
@@ -220,6 +244,22 @@ SAMPLE_SCHEMA = pa.schema(
         _f("itl_s", pa.list_(_F64)),
         _f("batch_size", _I64),
         _f("counters_json", _STR),
+        # --- agent cells (schema 1.3): one sample = one τ² simulation (task × trial); correct =
+        # success, input/output_tokens = the agent's (message usage), latency_s = simulation wall time
+        _f("agent_task_id", _STR),
+        _f("agent_trial", _I64),
+        _f("reward", _F64),  # τ²'s reward; null when the task needs the absent NL judge
+        _f("reward_db_only", _F64),  # the DB check alone, for those tasks
+        _f("reward_breakdown_json", _STR),
+        _f("termination_reason", _STR),  # τ²'s (agent_stop, user_stop, max_steps, ..., infrastructure_error)
+        _f("infra_error", _BOOL),
+        _f("user_input_tokens", _I64),
+        _f("user_output_tokens", _I64),
+        _f("duration_s", _F64),  # τ²'s simulation duration
+        _f("agent_generation_time_s", _F64),  # the variant's served request time within the simulation
+        _f("energy_j", _F64),  # the variant's energy for the simulation
+        _f("energy_source", _STR),
+        _f("energy_attributed", _BOOL),  # a share of a larger measured window
     ]
 )
 """Arrow schema of a sample row (fixed part; ``counter_*`` columns are appended per table)."""

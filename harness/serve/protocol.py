@@ -85,6 +85,11 @@ class RequestRecord:
     ``energy_j``/``energy_source`` come from the request's telemetry window (source
     ``unavailable`` and ``None`` when there was none); they are measured per request, and only
     become *attributed* when summed into a task.
+
+    ``t_start`` is when the server began handling the request (before waiting for the
+    backend's lock), ``queue_s`` the wait for that lock, ``latency_s = t_end - t_start``
+    (queue included); ``ttft_s`` is the decode loop's (from the start of its prefill to the
+    first token: queue, templating and tokenization excluded).
     """
 
     request_id: str
@@ -102,6 +107,7 @@ class RequestRecord:
     energy_source: str = "unavailable"
     status: int = 200
     error: str | None = None
+    queue_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,350 @@
+"""The ``agent`` cell runner: τ²-bench against a variant served on loopback.
+
+Per cell (a variant of a model on a τ² domain): start a :class:`harness.serve.server.ServerThread`
+serving the variant (and, when they are local, the user simulator and the NL-assertion judge,
+each under its own model name), then, inside the cell's telemetry window, run τ² once per
+(task, trial) as a subprocess with concurrency 1, each simulation inside its own telemetry
+window. The server's request log is cut by that window to attribute the variant's requests
+(tokens, generation time) to the simulation; the variant's energy for the simulation is the
+window's measured energy × the variant's share of the window's time (``energy_attributed``).
+The user simulator's and judge's requests are excluded from the variant's figures.
+
+Same :class:`harness.cells.CellRunner` protocol, executor, resume and results store as the
+evaluation and training cells. Sample rows hold one simulation each (``doc_id`` = task index ×
+trials + trial); ``correct`` is τ²'s success (reward within 1e-6 of 1), so the gate's paired
+tests and the dashboard's sample view work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.suite import Cell
+
+VARIANT_NAME = "variant"
+USER_NAME = "user-simulator"
+JUDGE_NAME = "judge"
+LOCAL_KEY = "harness-local"
+
+
+def serve_variant(variant):
+    """A :class:`harness.serve.protocol.ChatBackend` for a wrapped variant: the variant itself
+    when it already is one (scripted test fixtures), else the shared decode loop's backend."""
+    if callable(getattr(variant, "complete", None)):
+        return variant
+    from harness.serve.backend import VariantBackend
+
+    return VariantBackend.from_variant(variant)
+
+
+def resolve_task_ids(agent: dict) -> list[str]:
+    """The cell's task ids: ``task_ids`` as given, else the split's first ``num_tasks`` (all)."""
+    from harness.agents.tau2_run import data_root, domain_tasks
+
+    tasks = [str(t["id"]) for t in domain_tasks(agent["domain"], agent.get("data_dir"))]
+    if agent.get("task_ids"):
+        missing = [t for t in agent["task_ids"] if t not in tasks]
+        if missing:
+            raise ValueError(f"τ² domain {agent['domain']}: unknown task id(s) {missing}")
+        return list(agent["task_ids"])
+    split_path = data_root(agent.get("data_dir")) / "tau2" / "domains" / agent["domain"] / "split_tasks.json"
+    if split_path.is_file():
+        splits = json.loads(split_path.read_text())
+        if agent.get("split", "base") not in splits:
+            raise ValueError(f"τ² domain {agent['domain']}: no split {agent.get('split')!r} (have {sorted(splits)})")
+        wanted = {str(t) for t in splits[agent.get("split", "base")]}
+        tasks = [t for t in tasks if t in wanted]
+    return tasks[: agent["num_tasks"]] if agent.get("num_tasks") else tasks
+
+
+class AgentCellRunner:
+    """Agent cells (``kind = "agent"``)."""
+
+    kind = "agent"
+
+    def __init__(self) -> None:
+        self._extra_bases: dict[tuple[str, str, str], Any] = {}
+
+    def load_base(self, ref: str, dtype: str, device: str):
+        """The language model the variants wrap (same loader as evaluation cells)."""
+        from harness import models
+
+        return models.load(ref, dtype=dtype, device=device)
+
+    def check_inputs(self, cells: list[Cell]) -> None:
+        """τ² installed, every domain's task file readable, every task id known.
+
+        Raises:
+            DataError: the ``agents`` extra is not installed, missing data, unknown task ids.
+        """
+        from harness.agents.tau2_run import Tau2Unavailable, tau2_package_dir
+        from harness.tasks import DataError
+
+        try:
+            tau2_package_dir()
+        except Tau2Unavailable as exc:
+            raise DataError(str(exc)) from None
+        for cell in cells:
+            try:
+                ids = resolve_task_ids(cell.agent)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{cell.task}: {exc}") from None
+            if not ids:
+                raise DataError(f"{cell.task}: no tasks selected")
+
+    # -- helpers -------------------------------------------------------------------------
+    def _local_backend(self, llm: dict, cell: Cell, base, max_tokens: int):
+        from harness.adapters import ADAPTERS
+
+        if llm["model"] == cell.model_ref:
+            model = base
+        else:
+            from harness import models
+
+            key = (llm["model"], cell.variant.dtype, getattr(base, "device", "cpu"))
+            if key not in self._extra_bases:
+                self._extra_bases[key] = models.load(llm["model"], dtype=key[1], device=key[2])
+            model = self._extra_bases[key]
+        adapter = ADAPTERS.get(llm["adapter"])(llm.get("params") or {})
+        return serve_variant(adapter.wrap(model, batch_size=1, max_new_tokens=max_tokens))
+
+    def run(self, cell: Cell, base, telemetry, on_progress=None, work_dir=None):
+        """Run τ² on every (task, trial) of the cell; returns a :class:`harness.cells.CellOutcome`."""
+        import os
+
+        from harness.adapters import ADAPTERS
+        from harness.agents import results as res
+        from harness.agents import tau2_run
+        from harness.cells import CellOutcome
+        from harness.serve.app import create_app
+        from harness.serve.protocol import RequestLog
+        from harness.serve.server import ServerThread
+
+        cfg = cell.agent
+        max_tokens = cfg["max_tokens"]
+        task_ids = resolve_task_ids(cfg)
+        trials = cfg["trials"]
+        out_dir = Path(work_dir or tempfile.mkdtemp(prefix="harness-tau2-")) / "tau2" / cell.cell_hash
+        out_dir.mkdir(parents=True, exist_ok=True)
+        variant = ADAPTERS.get(cell.variant.adapter)(cell.params).wrap(base, batch_size=1, max_new_tokens=max_tokens)
+        backends = {VARIANT_NAME: serve_variant(variant)}
+        user, judge = cfg["user"], cfg.get("judge")
+        if user["llm"] is None:
+            backends[USER_NAME] = self._local_backend(user, cell, base, max_tokens)
+        if judge is not None and judge["llm"] is None:
+            backends[JUDGE_NAME] = self._local_backend(judge, cell, base, max_tokens)
+        log = RequestLog(out_dir / "requests.jsonl")
+        app = create_app(backends, log, api_key=LOCAL_KEY)
+        rows: list[dict[str, Any]] = []
+        n_total = len(task_ids) * trials
+        with ServerThread(app) as server, telemetry.window(cell.cell_hash) as cell_window:
+            agent_ep = tau2_run.LLMEndpoint(f"openai/{VARIANT_NAME}", server.base_url, LOCAL_KEY)
+            if user["llm"] is None:
+                user_ep = tau2_run.LLMEndpoint(f"openai/{USER_NAME}", server.base_url, LOCAL_KEY)
+            else:
+                key = os.environ.get(user["api_key_env"]) if user.get("api_key_env") else None
+                user_ep = tau2_run.LLMEndpoint(user["llm"], user.get("api_base"), key)
+            if judge is None:
+                judge_model, openai_base, judge_key = None, server.base_url, LOCAL_KEY
+            elif judge["llm"] is None:
+                judge_model, openai_base, judge_key = f"openai/{JUDGE_NAME}", server.base_url, LOCAL_KEY
+            else:
+                judge_model = judge["llm"]
+                openai_base = judge.get("api_base") or server.base_url
+                judge_key = os.environ.get(judge["api_key_env"]) if judge.get("api_key_env") else None
+            env = tau2_run.environment(openai_base, judge_model, cfg.get("data_dir"), judge_key, agent_ep, user_ep)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(Path(__file__).resolve().parents[2]), *filter(None, [env.get("PYTHONPATH")])]
+            )
+            for i, task_id in enumerate(task_ids):
+                for trial in range(trials):
+                    name = tau2_run.save_name(cell.cell_hash, task_id, trial)
+                    cmd = tau2_run.command(
+                        cfg["domain"], task_id, agent_ep, user_ep, max_steps=cfg["max_steps"],
+                        max_tokens=max_tokens, seed=cell.seed + trial, save_to=name, results_dir=out_dir,
+                        max_errors=cfg["max_errors"],
+                    )
+                    key = f"{cell.cell_hash}/{i}/{trial}"
+                    with telemetry.window(key) as window:
+                        t0 = time.perf_counter()
+                        code = tau2_run.run(cmd, env, out_dir, cfg.get("timeout_s"), out_dir / f"{name}.log")
+                        t1 = time.perf_counter()
+                    rows.append(self._row(res, out_dir, name, task_id, trial, code, judge is not None,
+                                          log, t0, t1, window.result))
+                    rows[-1]["doc_id"] = i * trials + trial
+                    if on_progress:
+                        on_progress(len(rows), n_total)
+        return CellOutcome(
+            cell_row=self._cell_row(res, cell, rows, cell_window.result, variant, backends, cfg),
+            sample_rows=[self._sample(cell, r) for r in rows],
+        )
+
+    # -- rows ----------------------------------------------------------------------------
+    @staticmethod
+    def _row(res, out_dir: Path, name: str, task_id: str, trial: int, code: int, judged: bool,
+             log, t0: float, t1: float, window) -> dict[str, Any]:
+        path = out_dir / f"{name}.json"
+        sims = []
+        if path.is_file():
+            try:
+                res.scrub_keys(path)
+                sims = res.rows_from_results(res.load(path), judged)
+            except (ValueError, KeyError) as exc:
+                sims, code = [], f"unreadable results: {exc}"
+        if len(sims) != 1:
+            tail = (out_dir / f"{name}.log").read_text(errors="replace")[-1500:] if (out_dir / f"{name}.log").is_file() else ""
+            row = res.missing_row(task_id, trial, f"τ² exit {code}, {len(sims)} simulation(s): {tail}")
+        else:
+            row = sims[0]
+            row["trial"] = trial
+        used = res.attribute(log, VARIANT_NAME, t0, t1)
+        user = res.attribute(log, USER_NAME, t0, t1)
+        judge = res.attribute(log, JUDGE_NAME, t0, t1)
+        wall = t1 - t0
+        energy = used["energy_j"]
+        if energy is None and window.energy_j is not None and wall > 0:
+            energy = window.energy_j * min(1.0, used["generation_time_s"] / wall)
+        row.update(
+            save_name=name,
+            exit_code=code,
+            wall_s=wall,
+            agent_requests=used["requests"],
+            agent_failed_requests=used["failed_requests"],
+            served_prompt_tokens=used["prompt_tokens"],
+            served_completion_tokens=used["completion_tokens"],
+            agent_generation_time_s=used["generation_time_s"],
+            agent_ttft_s=used["ttfts_s"][0] if used["ttfts_s"] else None,
+            length_stops=used["length_stops"],
+            truncated_turns=used["truncated_turns"],
+            user_requests=user["requests"],
+            judge_requests=judge["requests"],
+            energy_j=energy,
+            energy_source=window.energy_source,
+            window_energy_j=window.energy_j,
+        )
+        return row
+
+    @staticmethod
+    def _sample(cell: Cell, r: dict) -> dict[str, Any]:
+        text = f"tau2/{cell.agent['domain']}/{r['task_id']}#trial{r['trial']}"
+        success = r["success"]
+        return {
+            "model": cell.model_id,
+            "variant": cell.variant.name,
+            "task": cell.task,
+            "doc_id": r["doc_id"],
+            "prompt_hash": hashlib.sha256(text.encode()).hexdigest()[:16],
+            "prompt_text": text,
+            "output_text": r.get("note"),
+            "extracted_answer": r["termination_reason"],
+            "reference": None,
+            "correct": None if success is None else float(success),
+            "grade_reason": f"τ² reward {r['reward']}" if r["reward"] is not None else f"reward_db_only {r['reward_db_only']}",
+            "input_tokens": r["agent_input_tokens"],
+            "output_tokens": r["agent_output_tokens"],
+            "finish_reason": "error" if r["infra_error"] else ("length" if r["termination_reason"] == "max_steps" else "stop"),
+            "latency_s": r["duration_s"],
+            "ttft_s": r["agent_ttft_s"],
+            "batch_size": 1,
+            "counters_json": json.dumps({"agent_requests": r["agent_requests"], "length_stops": r["length_stops"],
+                                         "truncated_turns": r["truncated_turns"]}, sort_keys=True),
+            # agent block (schema 1.3)
+            "agent_task_id": r["task_id"],
+            "agent_trial": r["trial"],
+            "reward": r["reward"],
+            "reward_db_only": r["reward_db_only"],
+            "reward_breakdown_json": json.dumps(r["reward_breakdown"], sort_keys=True) if r["reward_breakdown"] is not None else None,
+            "termination_reason": r["termination_reason"],
+            "infra_error": r["infra_error"],
+            "user_input_tokens": r["user_input_tokens"],
+            "user_output_tokens": r["user_output_tokens"],
+            "duration_s": r["duration_s"],
+            "agent_generation_time_s": r["agent_generation_time_s"],
+            "energy_j": r["energy_j"],
+            "energy_source": r["energy_source"],
+            "energy_attributed": True,
+        }
+
+    @staticmethod
+    def _cell_row(res, cell: Cell, rows: list[dict], window, variant, backends, cfg) -> dict[str, Any]:
+        from harness.cells import _mean
+        from harness.models import param_bytes
+        from harness.results.stats import accuracy_with_ci, percentile
+
+        n = len(rows)
+        scored = [r for r in rows if r["success"] is not None]
+        succ = [float(r["success"]) for r in scored]
+        acc, low, high = accuracy_with_ci(succ)
+        by_task: dict[str, list[bool]] = {}
+        for r in scored:
+            by_task.setdefault(r["task_id"], []).append(bool(r["success"]))
+        pass_k = {str(k): res.pass_hat_k(by_task, k) for k in range(1, cfg["trials"] + 1)}
+        agent_out = sum(r["agent_output_tokens"] for r in rows)
+        agent_tok = sum(r["agent_input_tokens"] + r["agent_output_tokens"] for r in rows)
+        user_tok = sum(r["user_input_tokens"] + r["user_output_tokens"] for r in rows)
+        n_success = sum(succ)
+        energies = [r["energy_j"] for r in rows]
+        energy = sum(energies) if rows and all(e is not None for e in energies) else None
+        gen_time = sum(r["agent_generation_time_s"] for r in rows)
+        durations = [r["duration_s"] for r in rows if r["duration_s"] is not None]
+        db_only = [r["reward_db_only"] for r in rows if r["reward_db_only"] is not None]
+        cols = window.as_columns()
+        reasons: dict[str, int] = {}
+        for r in rows:
+            reasons[r["termination_reason"]] = reasons.get(r["termination_reason"], 0) + 1
+        model = getattr(variant, "model", None)
+        return {
+            **cols,
+            "energy_j": energy,
+            "energy_attributed": True,
+            "avg_power_w": None,
+            "n": n,
+            "n_correct": n_success,
+            "accuracy": acc,
+            "accuracy_ci95_low": low,
+            "accuracy_ci95_high": high,
+            "output_tokens_mean": agent_out / n if n else None,
+            "output_tokens_total": agent_out,
+            "input_tokens_mean": _mean([r["agent_input_tokens"] for r in rows]),
+            "truncation_rate": sum(r["termination_reason"] == "max_steps" for r in rows) / n if n else None,
+            "latency_p50_s": percentile(durations, 50),
+            "latency_p90_s": percentile(durations, 90),
+            "latency_p99_s": percentile(durations, 99),
+            "generation_time_s": gen_time,
+            "throughput_tok_per_s": agent_out / gen_time if gen_time > 0 else None,
+            "tokens_per_correct": agent_tok / n_success if n_success else None,
+            "param_bytes": param_bytes(model) if model is not None else None,
+            "energy_per_token_j": energy / agent_out if energy is not None and agent_out else None,
+            "energy_per_sample_j": energy / n if energy is not None and n else None,
+            "energy_per_correct_j": energy / n_success if energy is not None and n_success else None,
+            # agent block (schema 1.3)
+            "agent_domain": cfg["domain"],
+            "agent_tasks": len(by_task) if by_task else len({r["task_id"] for r in rows}),
+            "agent_trials": cfg["trials"],
+            "agent_max_steps": cfg["max_steps"],
+            "success_rate": acc,
+            "pass_hat_1": pass_k.get("1"),
+            "pass_hat_k_json": json.dumps(pass_k, sort_keys=True),
+            "reward_mean": _mean([r["reward"] for r in rows if r["reward"] is not None]),
+            "reward_db_only_mean": _mean(db_only) if db_only else None,
+            "agent_tokens_per_task": agent_tok / n if n else None,
+            "agent_tokens_per_success": agent_tok / n_success if n_success else None,
+            "user_tokens_per_task": user_tok / n if n else None,
+            "max_steps_rate": sum(r["termination_reason"] == "max_steps" for r in rows) / n if n else None,
+            "infra_error_count": sum(bool(r["infra_error"]) for r in rows),
+            "termination_json": json.dumps(reasons, sort_keys=True),
+            "user_simulator": _label(cfg["user"]),
+            "judge_model": _label(cfg["judge"]) if cfg.get("judge") else None,
+            "tau2_version": cell.task_version.split(":")[1] if cell.task_version.count(":") >= 2 else None,
+            "tau2_data_version": cell.task_version,
+        }
+
+
+def _label(llm: dict) -> str:
+    return f"local:{llm['model']}/{llm['adapter']}" if llm.get("llm") is None else f"{llm['llm']}@{llm.get('api_base') or 'provider'}"

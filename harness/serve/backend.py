@@ -1,0 +1,266 @@
+"""A harness variant as a chat backend: :class:`VariantBackend`.
+
+One request = one call of the shared decode loop (:func:`harness.generation.generate`,
+batch of one) with the variant's model and a fresh decode policy, so the served answer is
+the technique's own. The prompt is built by :mod:`harness.serve.chat_format` and tool calls
+are read back by :mod:`harness.serve.toolcall`.
+
+Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
+
+* ``tool_choice`` ``auto`` (or unset) with tools: the model answers freely; calls found in
+  its text become ``tool_calls`` (``finish_reason="tool_calls"``), else the text is the
+  content. Generation stops at the first ``</tool_call>`` (one call per reply).
+* ``required`` / a function object: the reply is *prefilled* in two steps. First
+  ``<tool_call>\\n{"name": "`` and the model writes the name up to its closing quote (skipped
+  for a forced function); the name is matched to the closest tool. Then the prompt is
+  prefilled up to ``{"name": "<tool>", "arguments": {"<first required parameter>": `` and the
+  model writes the arguments. If the result still does not parse,
+  :func:`~harness.serve.toolcall.forced_call` builds the call from what is there (repaired or
+  empty arguments). A tool call is always returned, and for a named function it is that one.
+* An empty answer is never returned: end-of-sequence is suppressed until the output holds a
+  non-blank character; if the token cap is reached with blank text and tools are offered,
+  the request is retried once as ``required``.
+
+Usage counts every decode the request took: ``prompt_tokens`` sums the prompts read
+(prefills included), ``completion_tokens`` the tokens generated; ``ttft_s`` is from the
+first decode's start to the first token of the decode whose output is returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from harness.generation import DecodePolicy, GenerationSettings, RowState, eos_ids, generate
+from harness.serve import chat_format, toolcall
+from harness.serve.protocol import ChatReply, ChatRequest
+from harness.telemetry.clock import monotonic_s
+
+CALL_PREFILL = '<tool_call>\n{"name": "'
+EMPTY_REPLY = "(no answer)"
+
+
+class NonBlankPolicy(DecodePolicy):
+    """Delegates every hook to the technique's policy, but masks the EOS logits of a row until
+    its text holds a non-blank character (so a reply is never empty)."""
+
+    def __init__(self, inner: DecodePolicy, eos: list[int]):
+        self.inner, self.eos = inner, list(eos)
+        self._blank: dict[int, bool] = {}
+
+    @property
+    def sampling(self):  # generate() sets it on the outer policy: the inner one picks tokens
+        return self.inner.sampling
+
+    @sampling.setter
+    def sampling(self, value) -> None:
+        self.inner.sampling = value
+
+    def begin(self, rows: list[RowState]) -> None:
+        self.inner.begin(rows)
+
+    def choose(self, rows: list[RowState], logits: torch.Tensor) -> list[int]:
+        if self.eos and any(self._blank.get(r.index, True) for r in rows):
+            logits = logits.clone()
+            for r in rows:
+                if self._blank.get(r.index, True):
+                    logits[r.index, self.eos] = float("-inf")
+        return self.inner.choose(rows, logits)
+
+    def forward(self, model, **inputs) -> Any:
+        return self.inner.forward(model, **inputs)
+
+    def after_token(self, row: RowState, token: int, text_so_far: Callable[[], str]) -> None:
+        if self._blank.get(row.index, True):
+            self._blank[row.index] = not text_so_far().strip()
+        self.inner.after_token(row, token, text_so_far)
+
+    def finish(self, row: RowState) -> None:
+        self.inner.finish(row)
+
+
+def context_length(model, tokenizer) -> int:
+    """The model's context in tokens (``max_position_embeddings``, capped by a sane
+    ``tokenizer.model_max_length``; 2048 when neither says)."""
+    sizes = [getattr(model.config, "max_position_embeddings", None)]
+    limit = getattr(tokenizer, "model_max_length", None)
+    sizes.append(limit if isinstance(limit, int) and limit < 10**7 else None)
+    sizes = [s for s in sizes if isinstance(s, int) and s > 0]
+    return min(sizes) if sizes else 2048
+
+
+class VariantBackend:
+    """Serves one harness variant (model + decode policy) as a :class:`ChatBackend`.
+
+    Not thread-safe: the app calls it under a lock (``thread_safe = False``).
+
+    Args:
+        model, tokenizer: the variant's ``transformers`` model and tokenizer.
+        policy_factory: a fresh technique policy per request (default: greedy).
+        max_tokens: completion cap when the request sets none, in tokens.
+        max_prompt_tokens: prompt budget in tokens (default: the model's context minus the
+            request's completion cap); longer conversations lose their oldest turns.
+        tool_format: ``auto`` (native when the template renders tools), ``native`` or ``fallback``.
+
+    Raises (from :meth:`complete`): ``ValueError`` for a conversation that cannot be templated
+    or does not fit even truncated (the app answers 400).
+    """
+
+    thread_safe = False
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        policy_factory: Callable[[], DecodePolicy] | None = None,
+        *,
+        max_tokens: int = 256,
+        max_prompt_tokens: int | None = None,
+        tool_format: str = "auto",
+    ):
+        if tool_format not in ("auto", "native", "fallback"):
+            raise ValueError(f"tool_format must be auto, native or fallback, got {tool_format!r}")
+        self.model, self.tokenizer = model, tokenizer
+        self.policy_factory = policy_factory or DecodePolicy
+        self.max_tokens, self.max_prompt_tokens = max_tokens, max_prompt_tokens
+        self.native = chat_format.template_supports_tools(tokenizer) if tool_format == "auto" else tool_format == "native"
+        self.context = context_length(model, tokenizer)
+        self.eos = eos_ids(model, tokenizer)
+
+    @classmethod
+    def from_variant(cls, variant, **kwargs) -> "VariantBackend":
+        """Serve a :class:`harness.variant.GenerationVariant` (its model, tokenizer, policy;
+        ``max_tokens`` defaults to the variant's ``max_new_tokens``)."""
+        kwargs.setdefault("max_tokens", variant.max_new_tokens)
+        return cls(variant.model, variant.tokenizer, variant.policy_factory, **kwargs)
+
+    @classmethod
+    def from_adapter(cls, base, adapter: str, params: dict[str, Any] | None = None, **kwargs) -> "VariantBackend":
+        """Serve ``adapter`` (a registry name) with ``params`` wrapped around ``base`` (a
+        :class:`harness.models.BaseModel`). Raises ``UnknownNameError`` / pydantic errors."""
+        from harness.adapters import ADAPTERS
+
+        variant = ADAPTERS.get(adapter)(params or {}).wrap(base, batch_size=1, max_new_tokens=kwargs.get("max_tokens", 256))
+        return cls.from_variant(variant, **kwargs)
+
+    def _decode(self, prompt_ids: list[int], cap: int, request: ChatRequest, stops: list[str]):
+        settings = GenerationSettings(
+            max_new_tokens=cap, stop_strings=stops, eos_token_ids=self.eos,
+            temperature=request.temperature or 0.0, seed=request.seed,
+        )
+        policy = NonBlankPolicy(self.policy_factory(), self.eos)
+        return generate(self.model, self.tokenizer, [prompt_ids], settings, policy)[0]
+
+    def complete(self, request: ChatRequest) -> ChatReply:
+        """Answer ``request`` with one (rarely two) decodes; see the module docstring."""
+        cap = request.max_tokens or self.max_tokens
+        budget = self.context - cap
+        if self.max_prompt_tokens is not None:
+            budget = min(budget, self.max_prompt_tokens)
+        if budget < 1:
+            raise ValueError(f"max_tokens={cap} leaves no room for a prompt in the model's {self.context}-token context")
+        tools = request.tools if request.tools and request.tool_choice != "none" else None
+        names = [t["function"]["name"] for t in tools or []]
+        forced = request.tool_choice["function"]["name"] if isinstance(request.tool_choice, dict) and tools else None
+        required = bool(tools) and (request.tool_choice == "required" or forced is not None)
+        began = monotonic_s()
+        usage = [0, 0]
+
+        by_name = {t["function"]["name"]: t["function"] for t in tools or []}
+
+        def decode(prefill: str, choice, stops: list[str], limit: int):
+            prompt = chat_format.render(
+                self.tokenizer, request.messages, tools, choice, budget, prefill=prefill, native=self.native
+            )
+            start = monotonic_s()
+            result = self._decode(prompt.token_ids, limit, request, stops)
+            usage[0] += len(prompt.token_ids)
+            usage[1] += result.output_tokens
+            ttft = None if result.ttft_s is None else (start - began) + result.ttft_s
+            return prompt, result, prefill + result.text, ttft
+
+        def must_call():
+            """Name (prefilled when forced, else written by the model up to its closing quote),
+            then the arguments, prefilled up to the first required parameter's value."""
+            choice = request.tool_choice if forced else "required"
+            name = forced
+            if name is None:
+                _, _, text, _ = decode(CALL_PREFILL, choice, ['"', "\n"], min(cap, 24))
+                name = toolcall.match_name(text[len(CALL_PREFILL):].split('"')[0].strip(), names, cutoff=0.0)
+            schema = by_name.get(name, {}).get("parameters") or {}
+            params = [*schema.get("required", []), *(schema.get("properties") or {})]
+            prefill = CALL_PREFILL + f'{name}", "arguments": {{' + (f'"{params[0]}": ' if params else "")
+            return decode(prefill, choice, [chat_format.CALL_CLOSE], cap)
+
+        if required:
+            prompt, result, text, ttft = must_call()
+        else:
+            stops = [chat_format.CALL_CLOSE] if tools and not self.native else []
+            prompt, result, text, ttft = decode("", request.tool_choice, stops, cap)
+        content, calls = toolcall.parse_tool_calls(text, names) if tools else ((text.strip() or None), [])
+        if tools and not calls and content is None:  # blank output under the cap: insist on a call
+            required = True
+            prompt, result, text, ttft = must_call()
+            content, calls = toolcall.parse_tool_calls(text, names)
+        if required and not calls:
+            content, calls = None, [toolcall.forced_call(text, names, forced)]
+        if forced:
+            calls = [{**c, "function": {**c["function"], "name": forced}} for c in calls[:1]]
+        finish = "tool_calls" if calls else result.finish_reason
+        if finish not in ("stop", "length", "tool_calls"):
+            finish = "stop"
+        if not calls and content is None:
+            content = EMPTY_REPLY
+        return ChatReply(
+            content=content,
+            tool_calls=calls,
+            finish_reason=finish,
+            prompt_tokens=usage[0],
+            completion_tokens=usage[1],
+            ttft_s=ttft,
+            truncated_turns=prompt.truncated_turns,
+        )
+
+
+def suite_backends(
+    suite,
+    variant_names: list[str],
+    model_ref: str | None = None,
+    device: str | None = None,
+    max_tokens: int | None = None,
+    max_prompt_tokens: int | None = None,
+) -> dict[str, VariantBackend]:
+    """Backends for the named variants of ``suite`` (a :class:`harness.suite.Suite`), keyed by
+    variant name. One base model is loaded per dtype and shared (adapters never mutate it).
+
+    Args:
+        model_ref: the base model (default: the suite's first model).
+        device: ``auto``/``cpu``/``cuda[:N]`` (default: the suite's).
+        max_tokens: default completion cap (default: the variant's or suite's ``max_new_tokens``).
+        max_prompt_tokens: prompt budget (default: the model's context minus the cap).
+
+    Raises:
+        ValueError: an unknown variant name, or a suite without models.
+        harness.models.ModelError: the model cannot be loaded.
+    """
+    from harness import models
+    from harness.adapters import ADAPTERS
+
+    by_name = {v.name: v for v in suite.variants}
+    unknown = [n for n in variant_names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown} in suite {suite.name!r} (variants: {sorted(by_name)})")
+    ref = model_ref or (suite.models[0] if suite.models else None)
+    if ref is None:
+        raise ValueError(f"suite {suite.name!r} names no model; pass --model-ref")
+    bases: dict[str, Any] = {}
+    out: dict[str, VariantBackend] = {}
+    for name in variant_names:
+        v = by_name[name]
+        if v.dtype not in bases:
+            bases[v.dtype] = models.load(ref, dtype=v.dtype, device=device or suite.defaults.device)
+        cap = max_tokens or suite.defaults.max_new_tokens
+        variant = ADAPTERS.get(v.adapter)(v.params).wrap(bases[v.dtype], batch_size=1, max_new_tokens=cap)
+        out[name] = VariantBackend.from_variant(variant, max_tokens=cap, max_prompt_tokens=max_prompt_tokens)
+    return out

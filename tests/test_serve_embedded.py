@@ -1,0 +1,110 @@
+"""The embedded model (SmolLM2-135M-Instruct) served through the OpenAI-compatible API (slow)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import openai
+import pytest
+
+from harness.serve.app import create_app
+from harness.serve.backend import VariantBackend
+from harness.serve.protocol import RequestLog
+from harness.serve.server import ServerThread
+
+pytestmark = pytest.mark.slow
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_order_details", "description": "Get the status and items of an order.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string", "description": "e.g. #W123"}},
+                       "required": ["order_id"]}}},
+    {"type": "function", "function": {
+        "name": "cancel_order", "description": "Cancel a pending order.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"},
+                                                         "reason": {"anyOf": [{"$ref": "#/$defs/R"}, {"type": "null"}]}},
+                       "required": ["order_id"], "$defs": {"R": {"type": "string", "enum": ["no longer needed", "ordered by mistake"]}}}}},
+]
+AGENT_SYSTEM = "You are a customer service agent for an online shop. Use the tools to look up orders."
+
+
+@pytest.fixture(scope="module")
+def served(embedded):
+    log = RequestLog()
+    backends = {
+        "baseline": VariantBackend(embedded.model, embedded.tokenizer, max_tokens=16),
+        "short-context": VariantBackend(embedded.model, embedded.tokenizer, max_tokens=8, max_prompt_tokens=256),
+    }
+    with ServerThread(create_app(backends, log=log)) as server:
+        yield openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0), log
+
+
+def test_embedded_template_has_no_tool_support(embedded):
+    assert not VariantBackend(embedded.model, embedded.tokenizer).native
+
+
+def test_tool_call_round_trip_from_an_assistant_first_conversation(served):
+    client, log = served
+    messages = [
+        {"role": "system", "content": AGENT_SYSTEM},
+        {"role": "assistant", "content": "Hi! How can I help you today?"},
+        {"role": "user", "content": "Where is my order #W123?"},
+    ]
+    out = client.chat.completions.create(model="baseline", messages=messages, tools=TOOLS, tool_choice="required",
+                                         temperature=0, max_tokens=24)
+    choice = out.choices[0]
+    [call] = choice.message.tool_calls
+    assert choice.finish_reason == "tool_calls" and call.function.name in {"get_order_details", "cancel_order"}
+    assert isinstance(json.loads(call.function.arguments), dict)
+    messages += [choice.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"order_id": "#W123", "status": "delivered"})}]
+    out = client.chat.completions.create(model="baseline", messages=messages, tools=TOOLS, temperature=0)
+    message = out.choices[0].message
+    assert (message.content and message.content.strip()) or message.tool_calls  # never an empty message
+    assert out.usage.prompt_tokens > 200 and out.usage.completion_tokens >= 1
+    assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+    record = log.records("baseline")[-1]
+    assert record.prompt_tokens == out.usage.prompt_tokens and record.ttft_s is not None and record.status == 200
+
+
+def test_role_swapped_user_simulator_conversation(served):
+    client, _ = served
+    # τ²'s user simulator: the agent's turns arrive as "user", the simulated customer is "assistant".
+    messages = [
+        {"role": "system", "content": "You are a customer. Your order #W123 has not arrived; ask the agent about it."},
+        {"role": "user", "content": "Hi! How can I help you today?"},
+    ]
+    out = client.chat.completions.create(model="baseline", messages=messages, temperature=0)
+    assert out.choices[0].message.content.strip() and not out.choices[0].message.tool_calls
+    assert out.choices[0].finish_reason in ("stop", "length")
+
+
+def test_concurrent_requests_give_the_sequential_greedy_outputs(served):
+    client, _ = served
+    questions = ["Name a colour.", "Say hello to Bob."]
+
+    def ask(q):
+        return client.chat.completions.create(model="baseline", messages=[{"role": "user", "content": q}],
+                                              max_tokens=8, temperature=0).choices[0].message.content
+
+    sequential = [ask(q) for q in questions]
+    parallel: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda i=i: parallel.__setitem__(i, ask(questions[i]))) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [parallel[0], parallel[1]] == sequential
+
+
+def test_over_long_conversation_is_truncated_and_counted(served):
+    client, log = served
+    messages = [{"role": "system", "content": "You are helpful."}]
+    for i in range(12):
+        messages += [{"role": "user", "content": f"Tell me fact number {i} about the sea, please."},
+                     {"role": "assistant", "content": f"Fact {i}: the sea is large and full of salt water."}]
+    messages.append({"role": "user", "content": "Thanks! One more?"})
+    out = client.chat.completions.create(model="short-context", messages=messages, temperature=0)
+    assert out.model_extra["truncated_turns"] > 0 and out.usage.prompt_tokens <= 256
+    assert log.records("short-context")[-1].truncated_turns == out.model_extra["truncated_turns"]

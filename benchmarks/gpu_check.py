@@ -37,8 +37,11 @@ def build(args):
     model = tiny_model(seed=0, layers=args.layers, hidden=args.hidden, heads=args.heads, sharpen=False, device=args.device)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     model = model.to(device=args.device, dtype=dtype).eval()
-    prompts = [tok(f"Question {i}: " + "lorem ipsum " * (8 + i), add_special_tokens=False)["input_ids"] for i in range(args.batch)]
-    return model, tok, prompts
+    return model, tok, make_prompts(tok, args.batch)
+
+
+def make_prompts(tok, batch: int) -> list[list[int]]:
+    return [tok(f"Question {i}: " + "lorem ipsum " * (8 + i % 16), add_special_tokens=False)["input_ids"] for i in range(batch)]
 
 
 def decode(model, tok, prompts, tokens, policy=None):
@@ -55,8 +58,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--window-tokens", type=int, default=512, help="new tokens per decode call")
     ap.add_argument("--window-s", type=float, default=12.0, help="each window repeats decodes until this long")
-    ap.add_argument("--ab-tokens", type=int, default=200)
-    ap.add_argument("--ab-rounds", type=int, default=8, help="rounds of (off, thread, process) decodes")
+    ap.add_argument("--ab-tokens", type=int, default=64)
+    ap.add_argument("--ab-rounds", type=int, default=16, help="rounds of (off, thread, process) decodes per batch size")
+    ap.add_argument("--ab-batches", default="16,128", help="batch sizes of the overhead A/B (launch-bound, GPU-bound)")
     ap.add_argument("--idle-s", type=float, default=5.0)
     ap.add_argument("--device", default="cuda", help="cuda (the check) or cpu (a dry run of the script)")
     args = ap.parse_args()
@@ -64,7 +68,8 @@ def main() -> None:
 
     model, tok, prompts = build(args)
     n_params = sum(p.numel() for p in model.parameters())
-    decode(model, tok, prompts, args.window_tokens)  # warm-up: kernels and allocator for every sequence length
+    if args.window_s > 0:
+        decode(model, tok, prompts, args.window_tokens)  # warm-up: kernels and allocator for every sequence length
     tel = Telemetry(device=args.device, sample_period_s=0.05, idle_seconds=args.idle_s)
     idle_w = tel.measure_idle()
 
@@ -73,7 +78,7 @@ def main() -> None:
     budget = ThinkBudget({"max_reasoning_tokens": half, "max_answer_tokens": half, "answer_cue": "\nANSWER{"})
     plan = budget.plan(tok, args.window_tokens)
     policies = {"baseline": DecodePolicy, "think_budget": lambda: BudgetPolicy(plan, tok)}
-    for name, make_policy in policies.items():
+    for name, make_policy in policies.items() if args.window_s > 0 else ():
         results = []
         with tel.window(name) as w:
             began = time.perf_counter()
@@ -116,36 +121,46 @@ def main() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def timed() -> float:
+    def timed(batch_prompts) -> float:
         sync()
         start = time.perf_counter()
-        decode(model, tok, prompts, args.ab_tokens)
+        decode(model, tok, batch_prompts, args.ab_tokens)
         sync()
         return time.perf_counter() - start
 
     # Sampler overhead: identical decodes, timed inside the window (the window's open/close is a
     # per-cell cost, not the sampler's), in three modes whose order rotates every round:
     # no window, the in-process thread sampler, and the child-process sampler (the GPU default).
+    # Two batch sizes: a launch-bound decode (the Python thread is the bottleneck: the worst case
+    # for a sampling thread) and a GPU-bound one.
     process_sampler = tel.sampler
     samplers = {"thread": Sampler(process_sampler.probes, tel.sample_period_s), "process": process_sampler}
     modes = ["off", "thread", "process"]
-    times: dict[str, list[float]] = {m: [] for m in modes}
-    for i in range(args.ab_rounds):
-        for m in modes[i % 3:] + modes[: i % 3]:
-            if m == "off":
-                times[m].append(timed())
-                continue
-            tel.sampler = samplers[m]
-            with tel.window(f"ab{i}-{m}"):
-                times[m].append(timed())
-    tel.sampler = process_sampler
-    tel.close()
+    times: dict[str, list[float]] = {}
     overhead = {}
-    for m in ("thread", "process"):
-        ratios = [b / a for a, b in zip(times["off"], times[m])]  # same round: measured back to back
-        mean = statistics.mean(ratios)
-        half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
-        overhead[m] = {"mean": mean, "ci95": [mean - half, mean + half], "median": statistics.median(ratios), "ratios": ratios}
+    for batch in [int(b) for b in args.ab_batches.split(",")]:
+        batch_prompts = make_prompts(tok, batch)
+        decode(model, tok, batch_prompts, args.ab_tokens)  # warm-up at this batch size
+        t = {m: [] for m in modes}
+        for i in range(args.ab_rounds):
+            for m in modes[i % 3:] + modes[: i % 3]:
+                if m == "off":
+                    t[m].append(timed(batch_prompts))
+                    continue
+                tel.sampler = samplers[m]
+                with tel.window(f"ab{batch}-{i}-{m}"):
+                    t[m].append(timed(batch_prompts))
+        tel.sampler = process_sampler
+        for m in ("thread", "process"):
+            ratios = [b / a for a, b in zip(t["off"], t[m])]  # same round: measured back to back
+            mean = statistics.mean(ratios)
+            half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
+            overhead[f"{m} sampler, batch {batch}"] = {
+                "mean": mean, "ci95": [mean - half, mean + half], "median": statistics.median(ratios), "ratios": ratios,
+                "off_cv": statistics.pstdev(t["off"]) / statistics.mean(t["off"]),
+            }
+        times.update({f"{m}@{batch}": v for m, v in t.items()})
+    tel.close()
 
     prov = collect_provenance(args.device)
     summary = {
@@ -167,8 +182,9 @@ def main() -> None:
         f"{args.window_tokens} new tokens per window; torch {torch.__version__}",
         f"idle power before the run: {idle_w} W",
         *[
-            f"sampler overhead, {m} sampler (decode time with / without telemetry, {args.ab_rounds} rotating rounds): "
-            f"mean {o['mean']:.4f}, 95% CI {o['ci95'][0]:.4f}–{o['ci95'][1]:.4f}, median {o['median']:.4f} (goal <= 1.01)"
+            f"sampler overhead, {m} (decode time with / without telemetry, {args.ab_rounds} rotating rounds of "
+            f"{args.ab_tokens} tokens): mean {o['mean']:.4f}, 95% CI {o['ci95'][0]:.4f}–{o['ci95'][1]:.4f}, "
+            f"median {o['median']:.4f}; run-to-run CV without telemetry {o['off_cv']:.3f} (goal <= 1.01)"
             for m, o in overhead.items()
         ],
         "windows above: the default sampler on GPUs (child process)",

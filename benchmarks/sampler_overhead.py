@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--period-s", type=float, default=0.05)
+    ap.add_argument("--period-s", default="auto", help="sampler period in s; auto = the harness's CPU default")
     args = ap.parse_args()
 
     base = models.load("embedded", device="cpu")
@@ -35,7 +35,7 @@ def main() -> None:
     prompts = [tok(prompt, add_special_tokens=False)["input_ids"]] * args.batch
     settings = GenerationSettings(max_new_tokens=args.tokens, eos_token_ids=[])  # fixed length: same work each run
     generate(base.model, tok, prompts, settings)  # warm-up
-    tel = Telemetry(device="cpu", sample_period_s=args.period_s)
+    tel = Telemetry(device="cpu", sample_period_s=args.period_s if args.period_s == "auto" else float(args.period_s))
     off, on, edges = [], [], []
 
     def timed() -> float:

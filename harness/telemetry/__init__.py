@@ -2,7 +2,7 @@
 
 Public API::
 
-    tel = Telemetry(device="cpu" | "cuda" | "cuda:0", sample_period_s=0.05,
+    tel = Telemetry(device="cpu" | "cuda" | "cuda:0", sample_period_s="auto",
                     country_iso_code="USA", idle_seconds=0.0)
     tel.measure_idle()
     with tel.window("cell-key") as w:

@@ -3,9 +3,12 @@
 Why: on a GPU the decode loop is usually launch-bound — the Python thread that issues kernels
 is the bottleneck — and a sampling *thread* in the same interpreter competes with it for the
 GIL at every tick (each NVML call is a ctypes call that releases and re-takes it, and pynvml
-builds Python objects around every reading). Measured on an H200 with a 0.6 B model at batch
-16 (``benchmarks/results_gpu_check_h200.md``): a 50 ms in-process sampler slowed decoding by
-7 %. Zeus (``zeus/monitor/power.py``) polls power in a separate process for the same reason.
+builds Python objects around every reading). In a child process the sampler cannot slow the
+measured loop through the GIL, whatever the probes cost. Measured on an H200
+(``benchmarks/results_gpu_check_h200.md``): both samplers' slowdowns were within that host's
+13 % run-to-run noise (every 95 % interval contains 1.0), so the child process is chosen on
+this argument, not on a measured difference. Zeus's power monitor likewise polls NVML outside
+the measured process.
 
 :class:`ProcessSampler` keeps :class:`~harness.telemetry.sampler.Sampler`'s interface and
 storage; only the periodic ticks move: a child Python process

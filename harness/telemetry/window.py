@@ -44,7 +44,7 @@ from .memory import PeakRssTracker, rss_bytes
 from .nvml import Nvml, NvmlDevice, NvmlUnavailable
 from .rapl import DEFAULT_ROOT, RaplCounter, RaplUnavailable
 from .process_sampler import ProcessSampler
-from .sampler import DEFAULT_PERIOD_S, Sample, Sampler, achieved_period_s, trapezoid_energy_j
+from .sampler import DEFAULT_CPU_PERIOD_S, DEFAULT_PERIOD_S, Sample, Sampler, achieved_period_s, trapezoid_energy_j
 
 TELEMETRY_COLUMNS: tuple[str, ...] = (
     "duration_s",
@@ -220,8 +220,10 @@ class Telemetry:
 
     Args:
         device: ``"cpu"``, ``"cuda"`` (every visible GPU) or ``"cuda:N"``.
-        sample_period_s: sampler period in s; ``None`` or ``<= 0`` disables the
-            background thread (tests then call ``telemetry.sampler.tick()``).
+        sample_period_s: sampler period in s; ``"auto"`` (default) = 0.05 s on GPUs
+            (:data:`~harness.telemetry.sampler.DEFAULT_PERIOD_S`) and 0.5 s on the CPU
+            (:data:`~harness.telemetry.sampler.DEFAULT_CPU_PERIOD_S`, which says why); ``None``
+            or ``<= 0`` disables background sampling (tests then call ``telemetry.sampler.tick()``).
         country_iso_code: 3-letter country for codecarbon's offline CO2 intensity.
         idle_seconds: how long :meth:`measure_idle` measures.
         clock: time source (a FakeClock in tests).
@@ -232,7 +234,7 @@ class Telemetry:
     def __init__(
         self,
         device: str = "cpu",
-        sample_period_s: float | None = DEFAULT_PERIOD_S,
+        sample_period_s: float | str | None = "auto",
         country_iso_code: str = "USA",
         idle_seconds: float = 0.0,
         *,
@@ -246,6 +248,8 @@ class Telemetry:
         self.country_iso_code = country_iso_code
         self.idle_seconds = float(idle_seconds)
         self.clock = clock
+        if sample_period_s == "auto":
+            sample_period_s = DEFAULT_PERIOD_S if self.is_cuda else DEFAULT_CPU_PERIOD_S
         self.background = bool(sample_period_s and sample_period_s > 0)
         self.sample_period_s = float(sample_period_s) if self.background else None
         self.idle_power_w: float | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.agents import results as res
+from harness.agents import tau2_run
 from harness.serve.protocol import RequestLog, RequestRecord
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tau2"
@@ -236,3 +237,22 @@ def test_validate_prints_the_agents_section():
     text = " ".join(out.output.split())
     assert "agents (τ²)" in text and "mock (3 task(s))" in text and "max_steps 8" in text
     assert "user simulator local:embedded/baseline" in text and "judge none (reward_db_only)" in text
+
+
+def test_upstream_telecom_base_tasks_load_through_tau2(data_dir):
+    """Upstream telecom data ships ``tasks_base.json``, not ``tasks.json``: the harness's task list
+    and τ²'s own loader (in a subprocess, after the entry point's set-up) both read its 114 tasks."""
+    import subprocess
+    import sys
+
+    assert len(tau2_run.domain_tasks("telecom", str(data_dir))) == 114
+    assert "tasks-" in tau2_run.data_version("telecom", str(data_dir))
+    code = (
+        "import os, sys; os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'\n"
+        "from harness.agents.tau2_entry import _set_data_dir; _set_data_dir(sys.argv[1])\n"
+        "from tau2.registry import registry\n"
+        "print(len(registry.get_tasks_loader('telecom')('base')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "114"

@@ -5,7 +5,8 @@ Runs τ²'s own CLI (``tau2.cli.main``) unchanged, after two adjustments the ins
 
 - ``TAU2_DATA_DIR``: the parent of a ``tau2/`` data folder to use instead of the package's
   bundled data (the installed package always reads its bundled data). Applied before any τ²
-  module computes its paths.
+  module computes its paths; upstream telecom data without ``tasks.json`` is read from its
+  ``tasks_base.json``.
 - ``HARNESS_TAU2_JUDGE``: the LiteLLM model string of the natural-language-assertion judge.
   When set, tasks whose ``reward_basis`` contains ``NL_ASSERTION`` are evaluated with the judge
   (τ²'s ``ALL_WITH_NL_ASSERTIONS``; the CLI's ``ALL`` refuses them). When empty, those tasks
@@ -30,6 +31,20 @@ def _set_data_dir(path: str) -> None:
 
     tuu.DATA_DIR = Path(path)
     tu.DATA_DIR = Path(path)
+    _telecom_base_tasks(Path(path))
+
+
+def _telecom_base_tasks(root: Path) -> None:
+    """Let τ²'s telecom loader read upstream data that ships ``tasks_base.json`` (the 114 ``base``
+    tasks) and ``split_tasks.json`` but no ``tasks.json``; the loader itself is unchanged."""
+    folder = root / "tau2" / "domains" / "telecom"
+    if (folder / "tasks.json").is_file() or not (folder / "tasks_base.json").is_file():
+        return
+    import tau2.domains.telecom.environment as telecom
+    from tau2.utils import load_file
+
+    telecom.TELECOM_TASK_SET_PATH = folder / "tasks_base.json"
+    telecom.get_tasks_split = lambda: load_file(folder / "split_tasks.json")
 
 
 def _patch_evaluation(judge: str) -> None:

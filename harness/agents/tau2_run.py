@@ -83,17 +83,28 @@ def data_root(data_dir: str | None) -> Path:
     return Path(data_dir) if data_dir else tau2_package_dir() / "data"
 
 
+def tasks_file(domain: str, data_dir: str | None) -> Path:
+    """The domain's task file: ``tasks.json``, or ``tasks_base.json`` where only that exists
+    (upstream telecom data ships its 114 ``base`` tasks under that name, e.g. ``../shared/data``).
+
+    Raises:
+        FileNotFoundError: neither exists.
+    """
+    folder = data_root(data_dir) / "tau2" / "domains" / domain
+    for name in ("tasks.json", "tasks_base.json"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"τ² tasks file not found: {folder / 'tasks.json'}")
+
+
 def domain_tasks(domain: str, data_dir: str | None) -> list[dict]:
-    """The domain's task list as stored (``tasks.json``), read without importing τ²."""
-    path = data_root(data_dir) / "tau2" / "domains" / domain / "tasks.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"τ² tasks file not found: {path}")
-    return json.loads(path.read_text())
+    """The domain's task list as stored (:func:`tasks_file`), read without importing τ²."""
+    return json.loads(tasks_file(domain, data_dir).read_text())
 
 
 def data_version(domain: str, data_dir: str | None) -> str:
     """``<source>:<package version>:tasks-sha256[:12]`` of the domain's task file."""
-    path = data_root(data_dir) / "tau2" / "domains" / domain / "tasks.json"
+    path = tasks_file(domain, data_dir)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     source = f"TAU2_DATA_DIR={data_dir}" if data_dir else "bundled"
     return f"{source}:{tau2_version()}:tasks-{digest}"

@@ -360,3 +360,20 @@ def test_tiny_truncation_counted(tiny_served):
         out = c.chat.completions.create(model="small", messages=_conversation(6))
     assert out.model_extra["truncated_turns"] >= 3 and out.usage.prompt_tokens <= 400
     assert log.records("small")[-1].truncated_turns == out.model_extra["truncated_turns"]
+
+
+# -- bug fixes from a new user's first try --------------------------------------------------------
+def test_suite_backends_serve_agents_variants(monkeypatch):
+    from harness import models
+    from harness.serve.backend import suite_backends
+    from harness.suite import load, resolve_path
+    from harness.testing import TinyBase
+
+    loaded = []
+    monkeypatch.setattr(models, "load", lambda ref, dtype, device: loaded.append((ref, dtype)) or TinyBase())
+    suite = load(resolve_path("agentic"))
+    backends = suite_backends(suite, ["baseline"])
+    assert list(backends) == ["baseline"] and loaded == [("embedded", "fp32")]
+    assert backends["baseline"].max_tokens == suite.agents.defaults.max_tokens
+    with pytest.raises(ValueError, match=r"'nope'.*servable variants: \['baseline'"):
+        suite_backends(suite, ["nope"])

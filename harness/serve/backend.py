@@ -232,35 +232,46 @@ def suite_backends(
     max_prompt_tokens: int | None = None,
 ) -> dict[str, VariantBackend]:
     """Backends for the named variants of ``suite`` (a :class:`harness.suite.Suite`), keyed by
-    variant name. One base model is loaded per dtype and shared (adapters never mutate it).
+    variant name: the top-level ``variants`` and the ``agents:`` section's. One base model is
+    loaded per (model, dtype) and shared (adapters never mutate it).
 
     Args:
-        model_ref: the base model (default: the suite's first model).
+        model_ref: the base model (default: the first model of the variant's section, the
+            top-level ``models`` or ``agents.models``).
         device: ``auto``/``cpu``/``cuda[:N]`` (default: the suite's).
-        max_tokens: default completion cap (default: the variant's or suite's ``max_new_tokens``).
+        max_tokens: default completion cap (default: the suite's ``defaults.max_new_tokens``;
+            ``agents.defaults.max_tokens`` for an agents variant).
         max_prompt_tokens: prompt budget (default: the model's context minus the cap).
 
     Raises:
-        ValueError: an unknown variant name, or a suite without models.
+        ValueError: an unknown variant name (the message lists the servable ones), or no model.
         harness.models.ModelError: the model cannot be loaded.
     """
     from harness import models
     from harness.adapters import ADAPTERS
 
-    by_name = {v.name: v for v in suite.variants}
+    agents = getattr(suite, "agents", None)
+    # name -> (variant, the section's models, the section's default completion cap)
+    by_name: dict[str, tuple[Any, list[str], int]] = {}
+    for v in suite.variants:
+        by_name[v.name] = (v, list(suite.models), suite.defaults.max_new_tokens)
+    for v in (agents.variants if agents is not None else []):
+        by_name.setdefault(v.name, (v, list(agents.models), agents.defaults.max_tokens))
     unknown = [n for n in variant_names if n not in by_name]
     if unknown:
-        raise ValueError(f"unknown variant(s) {unknown} in suite {suite.name!r} (variants: {sorted(by_name)})")
-    ref = model_ref or (suite.models[0] if suite.models else None)
-    if ref is None:
-        raise ValueError(f"suite {suite.name!r} names no model; pass --model-ref")
-    bases: dict[str, Any] = {}
+        raise ValueError(
+            f"unknown variant(s) {unknown} in suite {suite.name!r} (servable variants: {sorted(by_name)})"
+        )
+    bases: dict[tuple[str, str], Any] = {}
     out: dict[str, VariantBackend] = {}
     for name in variant_names:
-        v = by_name[name]
-        if v.dtype not in bases:
-            bases[v.dtype] = models.load(ref, dtype=v.dtype, device=device or suite.defaults.device)
-        cap = max_tokens or suite.defaults.max_new_tokens
-        variant = ADAPTERS.get(v.adapter)(v.params).wrap(bases[v.dtype], batch_size=1, max_new_tokens=cap)
+        v, section_models, section_cap = by_name[name]
+        ref = model_ref or (section_models[0] if section_models else None)
+        if ref is None:
+            raise ValueError(f"suite {suite.name!r} names no model for variant {name!r}; pass --model-ref")
+        if (ref, v.dtype) not in bases:
+            bases[ref, v.dtype] = models.load(ref, dtype=v.dtype, device=device or suite.defaults.device)
+        cap = max_tokens or section_cap
+        variant = ADAPTERS.get(v.adapter)(v.params).wrap(bases[ref, v.dtype], batch_size=1, max_new_tokens=cap)
         out[name] = VariantBackend.from_variant(variant, max_tokens=cap, max_prompt_tokens=max_prompt_tokens)
     return out

@@ -377,3 +377,48 @@ def test_suite_backends_serve_agents_variants(monkeypatch):
     assert backends["baseline"].max_tokens == suite.agents.defaults.max_tokens
     with pytest.raises(ValueError, match=r"'nope'.*servable variants: \['baseline'"):
         suite_backends(suite, ["nope"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Here is your profile: {"name": "John Smith", "email": "j@x.com"}',
+        'Added: {"tool": "buy milk", "args": {}}',
+        '```json\n{"name": "get_ordr", "arguments": {}}\n```',  # near miss outside tags: not a call
+        '<tool_call>{"name": "buy milk", "arguments": {}}</tool_call>',
+    ],
+)
+def test_auto_keeps_json_not_naming_an_offered_tool_as_content(text):
+    assert toolcall.parse_tool_calls(text, NAMES, strict=True) == (text.strip(), [])
+
+
+def test_auto_accepts_exact_names_and_tagged_near_misses():
+    _, [call] = toolcall.parse_tool_calls('Ok {"name": "get_order", "arguments": {"order_id": "1"}}', NAMES, strict=True)
+    assert call["function"]["name"] == "get_order"
+    _, [call] = toolcall.parse_tool_calls('<tool_call>{"name": "Get-Order", "arguments": {}}</tool_call>', NAMES, strict=True)
+    assert call["function"]["name"] == "get_order"
+    content, [call] = toolcall.parse_tool_calls('{"name": "Ann"} then {"name": "cancel_order", "arguments": {}}', NAMES, strict=True)
+    assert call["function"]["name"] == "cancel_order" and content == '{"name": "Ann"} then'
+
+
+def _scripted_decodes(monkeypatch, backend, texts):
+    """Make ``backend``'s decodes return ``texts`` in turn (each token = one character)."""
+    from types import SimpleNamespace
+
+    seen = []
+
+    def fake(prompt_ids, cap, request, stops):
+        text = texts[len(seen)][:cap]
+        seen.append(cap)
+        return SimpleNamespace(text=text, output_tokens=len(text), ttft_s=0.0, finish_reason="stop")
+
+    monkeypatch.setattr(backend, "_decode", fake)
+    return seen
+
+
+def test_backend_auto_profile_json_is_content_not_a_call(monkeypatch):
+    backend = VariantBackend(tiny_model(), tiny_tokenizer(), max_tokens=80)
+    text = 'Here is your profile: {"name": "John Smith", "zip": "10001"}'
+    _scripted_decodes(monkeypatch, backend, [text])
+    reply = backend.complete(ChatRequest(model="t", messages=[{"role": "user", "content": "me?"}], tools=TOOLS))
+    assert reply.tool_calls == [] and reply.content == text and reply.finish_reason == "stop"

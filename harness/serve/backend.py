@@ -7,9 +7,10 @@ are read back by :mod:`harness.serve.toolcall`.
 
 Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
 
-* ``tool_choice`` ``auto`` (or unset) with tools: the model answers freely; calls found in
-  its text become ``tool_calls`` (``finish_reason="tool_calls"``), else the text is the
-  content. Generation stops at the first ``</tool_call>`` (one call per reply).
+* ``tool_choice`` ``auto`` (or unset) with tools: the model answers freely; calls to an
+  offered tool found in its text become ``tool_calls`` (``finish_reason="tool_calls"``), else
+  the text is the content (``parse_tool_calls(strict=True)``: JSON naming anything else, such
+  as ``{"name": "John Smith"}``, is content). Generation stops at the first ``</tool_call>`` (one call per reply).
 * ``required`` / a function object: the reply is *prefilled* in two steps. First
   ``<tool_call>\\n{"name": "`` and the model writes the name up to its closing quote (skipped
   for a forced function); the name is matched to the closest tool. Then the prompt is
@@ -198,7 +199,7 @@ class VariantBackend:
         else:
             stops = [chat_format.CALL_CLOSE] if tools and not self.native else []
             prompt, result, text, ttft = decode("", request.tool_choice, stops, cap)
-        content, calls = toolcall.parse_tool_calls(text, names) if tools else ((text.strip() or None), [])
+        content, calls = toolcall.parse_tool_calls(text, names, strict=not required) if tools else ((text.strip() or None), [])
         if tools and not calls and content is None:  # blank output under the cap: insist on a call
             required = True
             prompt, result, text, ttft = must_call()

@@ -15,7 +15,10 @@ repaired by closing its open strings and brackets.
 
 Names: an exact tool name is kept; a near miss (case, ``-``/``_``, difflib ratio ≥ 0.8) is
 corrected to the tool; any other name is passed through unchanged, so the environment
-answers "unknown tool" to the agent as it would for any model. Objects whose arguments are
+answers "unknown tool" to the agent as it would for any model. With ``strict=True`` (what the
+server uses under ``tool_choice`` ``auto``) only calls to an offered tool count: inside
+``<tool_call>`` tags after near-miss correction, elsewhere by exact name; other objects stay
+content. Objects whose arguments are
 a JSON schema (``type`` + ``properties``) are tool specs echoed from the prompt, not calls.
 """
 
@@ -121,7 +124,8 @@ def openai_call(name: str, raw_arguments: Any) -> dict[str, Any]:
     return {"id": new_call_id(), "type": "function", "function": {"name": name, "arguments": arguments_json(raw_arguments)}}
 
 
-def _bare_values(text: str) -> list[tuple[int, int, Any]]:
+def _bare_values(text: str, accept=None) -> list[tuple[int, int, Any]]:
+    accept = accept or _as_calls
     decoder, out, i = json.JSONDecoder(), [], 0
     while i < len(text):
         j = min((k for k in (text.find("{", i), text.find("[", i)) if k >= 0), default=-1)
@@ -132,7 +136,7 @@ def _bare_values(text: str) -> list[tuple[int, int, Any]]:
         except ValueError:
             value = loads_lenient(text[j:]) if j == text.find("{", i) else None
             end = len(text) if value is not None else j + 1
-        if _as_calls(value):
+        if accept(value):
             out.append((j, end, value))
             i = end
         else:
@@ -140,29 +144,47 @@ def _bare_values(text: str) -> list[tuple[int, int, Any]]:
     return out
 
 
-def parse_tool_calls(text: str, tool_names: Sequence[str]) -> tuple[str | None, list[dict[str, Any]]]:
+def parse_tool_calls(
+    text: str, tool_names: Sequence[str], strict: bool = False
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Split model output into (content, OpenAI ``tool_calls``).
 
     Args:
         text: the model's output (any prefill included).
         tool_names: names of the offered tools (for name correction).
+        strict: accept only calls to an offered tool (``tool_choice`` ``auto``): a name inside
+            ``<tool_call>`` tags must match a tool (near misses corrected), a name in a fenced
+            block or bare JSON must *be* one, exactly; any other object stays content (a reply
+            quoting ``{"name": "John Smith", ...}`` is not a call to a tool ``John Smith``).
+            When false (``required``), every call is kept and names are matched as described
+            in the module docstring.
 
     Returns:
         ``(content, calls)``: ``content`` is the text outside the call blocks, stripped, or
         ``None`` when empty; ``calls`` is empty when no call was found (then ``content`` is
         the whole text).
     """
+
+    def named(exact: bool):
+        def ok(name: str) -> bool:
+            return name in tool_names if exact else match_name(name, tool_names) in tool_names
+
+        return lambda value: [(n, a) for n, a in _as_calls(value) if not strict or ok(n)]
+
     spans: list[tuple[int, int, Any]] = []
-    for pattern in (_TAGGED, _FENCED):
+    accept = _as_calls
+    for pattern, exact in ((_TAGGED, False), (_FENCED, True)):
+        accept = named(exact)
         for m in pattern.finditer(text):
             value = loads_lenient(m.group(1))
-            if _as_calls(value):
+            if accept(value):
                 spans.append((m.start(), m.end(), value))
         if spans:
             break
     if not spans:
-        spans = _bare_values(text)
-    calls = [openai_call(match_name(name, tool_names), args) for _, _, v in spans for name, args in _as_calls(v)]
+        accept = named(True)
+        spans = _bare_values(text, accept)
+    calls = [openai_call(match_name(name, tool_names), args) for _, _, v in spans for name, args in accept(v)]
     if not calls:
         return (text.strip() or None), []
     rest, last = [], 0

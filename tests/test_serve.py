@@ -422,3 +422,69 @@ def test_backend_auto_profile_json_is_content_not_a_call(monkeypatch):
     _scripted_decodes(monkeypatch, backend, [text])
     reply = backend.complete(ChatRequest(model="t", messages=[{"role": "user", "content": "me?"}], tools=TOOLS))
     assert reply.tool_calls == [] and reply.content == text and reply.finish_reason == "stop"
+
+
+NUM_TOOL = {"type": "function", "function": {"name": "set_count", "parameters": {
+    "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}
+CITY_TOOL = {"type": "function", "function": {"name": "weather", "parameters": {
+    "type": "object", "properties": {"city": {"anyOf": [{"type": "string"}, {"type": "null"}]}}, "required": ["city"]}}}
+
+
+@pytest.mark.parametrize(
+    "tool, written, args",
+    [
+        (TOOLS[0], '#W1"}}', {"order_id": "#W1"}),
+        (CITY_TOOL, 'Paris"}}', {"city": "Paris"}),
+        (CITY_TOOL, 'Paris" x garbage', {"city": "Paris"}),  # junk after the string is dropped
+        (CITY_TOOL, 'Par', {"city": "Par"}),  # cut by the cap: the string is closed
+        (NUM_TOOL, '11}}', {"n": 11}),
+    ],
+)
+def test_forced_call_prefills_a_string_parameters_opening_quote(monkeypatch, tool, written, args):
+    backend = VariantBackend(tiny_model(), tiny_tokenizer(), max_tokens=40)
+    prompts = []
+    name = tool["function"]["name"]
+    _scripted_decodes(monkeypatch, backend, [written])
+    original = backend._decode
+    monkeypatch.setattr(backend, "_decode", lambda ids, *a: prompts.append(backend.tokenizer.decode(ids)) or original(ids, *a))
+    choice = {"type": "function", "function": {"name": name}}
+    reply = backend.complete(ChatRequest(model="t", messages=[{"role": "user", "content": "go"}], tools=[tool], tool_choice=choice))
+    [call] = reply.tool_calls
+    assert call["function"]["name"] == name and json.loads(call["function"]["arguments"]) == args
+    param = next(iter(args))
+    assert prompts[-1].endswith(f'"{param}": ' + ('' if tool is NUM_TOOL else '"'))
+
+
+def test_required_call_decodes_share_the_max_tokens_cap(monkeypatch):
+    backend = VariantBackend(tiny_model(), tiny_tokenizer(), max_tokens=40)
+    caps = _scripted_decodes(monkeypatch, backend, ['get_order"', "x" * 100])
+    reply = backend.complete(ChatRequest(model="t", messages=[{"role": "user", "content": "go"}], tools=TOOLS,
+                                         tool_choice="required", max_tokens=20))
+    assert caps == [20, 10] and reply.completion_tokens == 20
+    assert reply.tool_calls[0]["function"]["name"] == "get_order"
+    # the whole cap spent on the name: no arguments decode, still a call
+    caps = _scripted_decodes(monkeypatch, backend, ["get_order_" + "z" * 50])
+    reply = backend.complete(ChatRequest(model="t", messages=[{"role": "user", "content": "go"}], tools=TOOLS,
+                                         tool_choice="required", max_tokens=8))
+    assert caps == [8] and reply.completion_tokens == 8 and len(reply.tool_calls) == 1
+
+
+def test_blank_auto_reply_retry_stays_within_the_cap(monkeypatch):
+    backend = VariantBackend(tiny_model(), tiny_tokenizer(), max_tokens=40)
+    caps = _scripted_decodes(monkeypatch, backend, ["   ", 'get_order"', "1\"}}"])
+    reply = backend.complete(ChatRequest(model="t", messages=[{"role": "user", "content": "go"}], tools=TOOLS, max_tokens=3))
+    assert caps == [3] and reply.completion_tokens == 3
+    [call] = reply.tool_calls
+    assert call["function"]["name"] == "get_order"
+
+
+def test_tiny_required_string_argument_is_a_string(tiny_served):
+    client, _, _ = tiny_served
+    for cap in (40, 5):
+        out = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "where is #W1?"}], tools=TOOLS, tool_choice="required",
+            max_tokens=cap,
+        )
+        [call] = out.choices[0].message.tool_calls
+        assert isinstance(json.loads(call.function.arguments).get("order_id"), str)
+        assert out.usage.completion_tokens <= cap

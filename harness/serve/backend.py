@@ -15,7 +15,9 @@ Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
   ``<tool_call>\\n{"name": "`` and the model writes the name up to its closing quote (skipped
   for a forced function); the name is matched to the closest tool. Then the prompt is
   prefilled up to ``{"name": "<tool>", "arguments": {"<first required parameter>": `` and the
-  model writes the arguments. If the result still does not parse,
+  model writes the arguments; when that parameter's schema is a string (see
+  :func:`is_string_schema`) the opening quote is prefilled too, so the model writes the string's
+  text, not a number. If the result still does not parse,
   :func:`~harness.serve.toolcall.forced_call` builds the call from what is there (repaired or
   empty arguments). A tool call is always returned, and for a named function it is that one.
 * An empty answer is never returned: end-of-sequence is suppressed until the output holds a
@@ -23,12 +25,16 @@ Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
   the request is retried once as ``required``.
 
 Usage counts every decode the request took: ``prompt_tokens`` sums the prompts read
-(prefills included), ``completion_tokens`` the tokens generated; ``ttft_s`` is from the
+(prefills included), ``completion_tokens`` the tokens generated, which is at most the request's
+``max_tokens`` over all its decodes (each decode gets what the earlier ones left; with nothing
+left a required call is built from what is there); ``ttft_s`` is from the
 first decode's start to the first token of the decode whose output is returned.
 """
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -40,6 +46,23 @@ from harness.telemetry.clock import monotonic_s
 
 CALL_PREFILL = '<tool_call>\n{"name": "'
 EMPTY_REPLY = "(no answer)"
+_NO_DECODE = SimpleNamespace(text="", output_tokens=0, ttft_s=None, finish_reason="length")
+
+
+def is_string_schema(schema: Any) -> bool:
+    """Whether a JSON schema admits only strings (``null`` aside): ``type: string`` (or
+    ``[string, null]``), or an ``anyOf``/``oneOf`` of such options. ``$ref`` is not followed."""
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = set(kind) if isinstance(kind, list) else {kind}
+        return kinds - {"null"} == {"string"}
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list) and options:
+        real = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+        return bool(real) and all(is_string_schema(o) for o in real)
+    return False
 
 
 class NonBlankPolicy(DecodePolicy):
@@ -171,9 +194,14 @@ class VariantBackend:
         by_name = {t["function"]["name"]: t["function"] for t in tools or []}
 
         def decode(prefill: str, choice, stops: list[str], limit: int):
+            """One decode, capped by what is left of the request's ``cap`` (all decodes of a
+            request together generate at most ``cap`` tokens); none when nothing is left."""
             prompt = chat_format.render(
                 self.tokenizer, request.messages, tools, choice, budget, prefill=prefill, native=self.native
             )
+            limit = min(limit, cap - usage[1])
+            if limit < 1:
+                return prompt, _NO_DECODE, prefill, None
             start = monotonic_s()
             result = self._decode(prompt.token_ids, limit, request, stops)
             usage[0] += len(prompt.token_ids)
@@ -183,15 +211,19 @@ class VariantBackend:
 
         def must_call():
             """Name (prefilled when forced, else written by the model up to its closing quote),
-            then the arguments, prefilled up to the first required parameter's value."""
+            then the arguments, prefilled up to the first required parameter's value (and its
+            opening quote when that parameter is a string)."""
             choice = request.tool_choice if forced else "required"
             name = forced
             if name is None:
-                _, _, text, _ = decode(CALL_PREFILL, choice, ['"', "\n"], min(cap, 24))
+                _, _, text, _ = decode(CALL_PREFILL, choice, ['"', "\n"], 24)
                 name = toolcall.match_name(text[len(CALL_PREFILL):].split('"')[0].strip(), names, cutoff=0.0)
             schema = by_name.get(name, {}).get("parameters") or {}
-            params = [*schema.get("required", []), *(schema.get("properties") or {})]
-            prefill = CALL_PREFILL + f'{name}", "arguments": {{' + (f'"{params[0]}": ' if params else "")
+            properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+            params = [*schema.get("required", []), *properties]
+            prefill = CALL_PREFILL + f'{name}", "arguments": {{'
+            if params:
+                prefill += json.dumps(params[0]) + ": " + ('"' if is_string_schema(properties.get(params[0])) else "")
             return decode(prefill, choice, [chat_format.CALL_CLOSE], cap)
 
         if required:

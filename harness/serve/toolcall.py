@@ -61,15 +61,31 @@ def close_json(text: str) -> str:
 def loads_lenient(text: str) -> Any:
     """``json.loads``, else the first JSON value at the start, else the repaired text; ``None`` on failure."""
     text = text.strip()
+    decoder = json.JSONDecoder(strict=False)  # raw newlines/tabs inside strings are accepted
     for candidate in (text, close_json(text)):
         try:
-            return json.loads(candidate)
+            return decoder.decode(candidate)
         except ValueError:
             pass
         try:
-            return json.JSONDecoder().raw_decode(candidate)[0]
+            return decoder.raw_decode(candidate)[0]
         except ValueError:
             pass
+    return None
+
+
+def longest_object(text: str) -> dict | None:
+    """The JSON object made of the longest prefix of ``text`` that parses once repaired (text
+    after a string's closing quote that breaks the JSON is dropped); ``None`` when none does."""
+    text = text.strip()
+    decoder = json.JSONDecoder(strict=False)
+    for end in range(len(text), 0, -1):
+        try:
+            value = decoder.decode(close_json(text[:end]))
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
     return None
 
 
@@ -204,7 +220,8 @@ def forced_call(text: str, tool_names: Sequence[str], forced_name: str | None = 
 
     The name is ``forced_name``, else the first ``"name": "..."`` in ``text`` matched to the
     closest tool (the first tool when there is none); the arguments are the first JSON
-    object after ``"arguments":`` (repaired), else ``{}``.
+    object after ``"arguments":`` (repaired; else its longest prefix that parses, see
+    :func:`longest_object`), else ``{}``.
     """
     name = forced_name
     if name is None:
@@ -213,5 +230,7 @@ def forced_call(text: str, tool_names: Sequence[str], forced_name: str | None = 
     args: Any = {}
     m = re.search(r'"(?:arguments|parameters|args)"\s*:\s*', text)
     if m:
-        args = loads_lenient(text[m.end():]) or {}
+        args = loads_lenient(text[m.end():])
+        if not isinstance(args, dict):
+            args = longest_object(text[m.end():]) or {}
     return openai_call(name, args)

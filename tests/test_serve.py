@@ -488,3 +488,48 @@ def test_tiny_required_string_argument_is_a_string(tiny_served):
         [call] = out.choices[0].message.tool_calls
         assert isinstance(json.loads(call.function.arguments).get("order_id"), str)
         assert out.usage.completion_tokens <= cap
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "abc"}}], "tool_choice": "required"},
+         "parameters must be a JSON schema object"),
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": ["x"]}]},
+         "tool_calls[0] must be an object"),
+        ({"messages": [{"role": "user", "content": "hi"},
+                       {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "function": "f"}]}]},
+         "tool_calls[0].function must be an object"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "launch_rocket"}}},
+         "'launch_rocket', which is not in tools"),
+    ],
+)
+def test_malformed_tools_and_calls_are_400_on_a_real_backend(tiny_served, extra, fragment):
+    client, _, log = tiny_served
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, **extra}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.post("/chat/completions", body=body, cast_to=object)
+    assert fragment in info.value.body["message"] and log.records("tiny")[-1].status == 400
+
+
+def test_unknown_route_and_wrong_method_are_openai_shaped(served):
+    _, _, _, server = served
+    for method, path, status in (("POST", "/completions", 404), ("GET", "/chat/completions", 405),
+                                 ("DELETE", "/models", 405), ("GET", "/nothing/here", 404)):
+        request = urllib.request.Request(f"{server.base_url}{path}", data=b"{}" if method == "POST" else None,
+                                         method=method, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request)
+        body = json.loads(info.value.read())
+        assert info.value.code == status and "detail" not in body
+        assert set(body["error"]) >= {"message", "type", "code"} and path in body["error"]["message"]
+
+
+def test_unauthorized_chat_requests_are_logged():
+    log = RequestLog()
+    with ServerThread(create_app({"fake": Scripted()}, log=log, api_key="sekret")) as server:
+        wrong = openai.OpenAI(base_url=server.base_url, api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.chat.completions.create(model="fake", messages=[{"role": "user", "content": "hi"}])
+    [record] = log.records()
+    assert record.status == 401 and record.finish_reason == "error"

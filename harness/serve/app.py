@@ -10,15 +10,16 @@ concurrently), and the reply is returned as an OpenAI ``chat.completion`` body w
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
 ====  ==========================================================================
-400   malformed body, ``stream: true``, ``n > 1``, or a backend ``ValueError``
+400   malformed body, ``stream: true``, ``n > 1``, a ``tool_choice`` function not in
+      ``tools``, or a backend ``ValueError``
 401   missing or wrong bearer key (when the app has one)
-404   unknown ``model`` (``code: model_not_found``)
+404   unknown ``model`` (``code: model_not_found``) or route (``code: unknown_url``)
+405   wrong HTTP method for a route (``code: method_not_allowed``)
 500   the backend raised anything else (the message says what)
 ====  ==========================================================================
 
-Every chat request that passes authentication leaves a
-:class:`~harness.serve.protocol.RequestRecord` in the log, errors included (``status``,
-``error``). Body extensions (ignored by OpenAI clients, readable as extra fields):
+Every chat request leaves a :class:`~harness.serve.protocol.RequestRecord` in the log, errors
+included (``status``, ``error``; a 401 with ``served_model`` empty). Body extensions (ignored by OpenAI clients, readable as extra fields):
 ``truncated_turns`` and ``harness`` (request id, queue/latency/TTFT seconds, energy).
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 
 from harness.serve.protocol import ChatBackend, ChatReply, ChatRequest, RequestLog, RequestRecord
@@ -105,6 +107,15 @@ def parse_request(body: Any) -> ChatRequest:
         calls = m.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
             raise _bad(f"messages[{i}].tool_calls must be a list", f"messages[{i}].tool_calls")
+        for j, call in enumerate(calls or []):
+            where = f"messages[{i}].tool_calls[{j}]"
+            if not isinstance(call, dict):
+                raise _bad(f"{where} must be an object {{id, type: function, function: {{name, arguments}}}}", where)
+            fn = call.get("function")
+            if fn is not None and not isinstance(fn, dict):
+                raise _bad(f"{where}.function must be an object {{name, arguments}}", f"{where}.function")
+            if fn is not None and fn.get("name") is not None and not isinstance(fn["name"], str):
+                raise _bad(f"{where}.function.name must be a string", f"{where}.function.name")
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -113,6 +124,8 @@ def parse_request(body: Any) -> ChatRequest:
             fn = t.get("function") if isinstance(t, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
                 raise _bad(f"tools[{i}] must be {{type: function, function: {{name, parameters}}}}", f"tools[{i}]")
+            if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+                raise _bad(f"tools[{i}].function.parameters must be a JSON schema object", f"tools[{i}].function.parameters")
         tools = tools or None
     tool_choice = body.get("tool_choice")
     if tool_choice is not None:
@@ -123,6 +136,13 @@ def parse_request(body: Any) -> ChatRequest:
             raise _bad("tool_choice object must be {type: function, function: {name}}", "tool_choice")
         if tool_choice not in ("none", "auto") and not tools:
             raise _bad("tool_choice requires tools", "tool_choice")
+        if isinstance(tool_choice, dict) and tools:
+            offered = [t["function"]["name"] for t in tools]
+            if tool_choice["function"]["name"] not in offered:
+                raise _bad(
+                    f"tool_choice names function {tool_choice['function']['name']!r}, which is not in tools "
+                    f"({', '.join(offered)})", "tool_choice",
+                )
     caps = [c for c in (_int_field(body, "max_tokens", 1), _int_field(body, "max_completion_tokens", 1)) if c is not None]
     temperature = body.get("temperature")
     if temperature is not None:
@@ -239,6 +259,22 @@ def create_app(
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes (404) and wrong methods (405), OpenAI-shaped instead of ``{"detail"}``."""
+        if exc.status_code == 404:
+            message, code = (f"unknown route {_request.method} {_request.url.path}; this server serves "
+                             "POST /v1/chat/completions and GET /v1/models"), "unknown_url"
+        elif exc.status_code == 405:
+            message, code = f"method {_request.method} is not allowed on {_request.url.path}", "method_not_allowed"
+        else:
+            message, code = str(exc.detail), None
+        error = ApiError(exc.status_code, message, code=code)
+        response = error.response()
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
         authorize(request)
@@ -257,10 +293,10 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
         t_start = time.perf_counter()
-        authorize(request)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         model = ""
         try:
+            authorize(request)  # inside: a 401 is logged too (its body is not read: model "")
             try:
                 body = json.loads(await request.body())
             except (ValueError, UnicodeDecodeError) as exc:

@@ -32,6 +32,28 @@ def _env_int(value: Optional[str]) -> Optional[int]:
     return int(value) if value not in (None, "") else None
 
 
+def _check_device_flag(device: Optional[str]) -> None:
+    """Fail (rc 2) on a ``--device`` that is not auto, cpu, cuda or cuda:N."""
+    from harness.suite import DEVICE_PATTERN
+
+    if device is not None and not re.match(DEVICE_PATTERN, device):
+        _fail(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail (rc 2) unless ``host:port`` can be bound now (before any model loads)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be 0..65535, got {port}")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):  # SO_REUSEADDR, as uvicorn binds
+            pass
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server on that port? choose one with --port)")
+
+
 @app.command()
 def run(
     suite: str = typer.Argument(..., help="suite name (suites/<name>.yaml) or path"),
@@ -45,7 +67,7 @@ def run(
 ) -> None:
     """Run (or resume) a suite and print the summary table."""
     from harness.runner import run_suite
-    from harness.suite import DEVICE_PATTERN, SuiteError, resolve_path
+    from harness.suite import SuiteError, resolve_path
     from harness.tasks import DataError
 
     try:
@@ -54,8 +76,7 @@ def run(
         _fail(f"--limit must be a positive integer, got {limit!r}")
     if n is not None and n < 1:
         _fail(f"--limit must be a positive integer, got {limit!r}")
-    if device is not None and not re.match(DEVICE_PATTERN, device):
-        _fail(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    _check_device_flag(device)
     try:
         report = run_suite(
             resolve_path(suite),
@@ -270,7 +291,7 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="HARNESS_SERVE_API_KEY", help="require Authorization: Bearer KEY"),
     log: Optional[Path] = typer.Option(None, "--log", help="append one JSON line per request here"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N (default: the suite's)"),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="completion cap when a request sets none (default: the suite's max_new_tokens)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="completion cap when a request sets none (default: the suite's max_new_tokens; agents.defaults.max_tokens for an agents variant)"),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="prompt budget; older turns are dropped beyond it"),
     telemetry: bool = typer.Option(True, "--telemetry/--no-telemetry", help="an energy window per request"),
 ) -> None:
@@ -281,10 +302,21 @@ def serve(
     from harness.serve.app import create_app
     from harness.serve.backend import suite_backends
     from harness.serve.protocol import RequestLog
+    from harness.runner import check_device
     from harness.suite import SuiteError, load, resolve_path
 
+    _check_device_flag(device)
+    if max_tokens is not None and max_tokens < 1:
+        _fail(f"--max-tokens must be a positive integer, got {max_tokens}")
+    if max_prompt_tokens is not None and max_prompt_tokens < 1:
+        _fail(f"--max-prompt-tokens must be a positive integer, got {max_prompt_tokens}")
     try:
         s = load(resolve_path(suite))
+        check_device(device or s.defaults.device)
+    except SuiteError as exc:
+        _fail(str(exc))
+    _check_port(host, port)
+    try:
         backends = suite_backends(s, list(variant), model_ref=model_ref, device=device, max_tokens=max_tokens,
                                   max_prompt_tokens=max_prompt_tokens)
     except (SuiteError, ValueError, ModelError) as exc:

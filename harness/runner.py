@@ -158,6 +158,28 @@ def _index(store: RunStore) -> None:
         warnings.warn(f"could not write the cells index of {store.run_dir}: {exc}", stacklevel=2)
 
 
+def check_device(device_setting: str, resolve_device=None) -> str:
+    """The torch device ``device_setting`` (``auto``/``cpu``/``cuda[:N]``) resolves to, checked
+    before any model loads (used by ``run`` and ``serve``).
+
+    Raises:
+        SuiteError: not one of those forms, or a CUDA device was asked for and torch sees none.
+    """
+    import re
+
+    if not re.match(suite_mod.DEVICE_PATTERN, device_setting):
+        raise suite_mod.SuiteError(f"device {device_setting!r}: use auto, cpu, cuda or cuda:N")
+    if resolve_device is None:
+        from harness.models import resolve_device
+    device = resolve_device(device_setting)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise suite_mod.SuiteError(f"device {device_setting!r}: torch sees no CUDA device (use cpu or auto)")
+    return device
+
+
 def _check_inputs(pending, device_setting: str, resolve_device) -> None:
     """Fail before any model loads when the device or a task's data is unusable.
 
@@ -167,12 +189,7 @@ def _check_inputs(pending, device_setting: str, resolve_device) -> None:
     """
     from harness.tasks import get_task
 
-    device = resolve_device(device_setting)
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise suite_mod.SuiteError(f"device {device_setting!r}: torch sees no CUDA device (use cpu or auto)")
+    check_device(device_setting, resolve_device)
     for task in sorted({c.task for c in pending if c.kind == "eval"}):
         get_task(task).load_docs()
     for kind in sorted({c.kind for c in pending} - {"eval"}):

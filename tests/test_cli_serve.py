@@ -1,0 +1,60 @@
+"""``python -m harness serve`` checks its flags, device and port before loading any model."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if serve gets as far as building backends (loading the model)."""
+    import harness.serve.backend as backend
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("serve loaded the model before checking its flags")
+
+    monkeypatch.setattr(backend, "suite_backends", refuse)
+
+
+def _serve(*args: str):
+    return CliRunner().invoke(app, ["serve", "agentic", "--variant", "baseline", "--no-telemetry", *args])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "tpu"], "use auto, cpu, cuda or cuda:N"),
+        (["--max-tokens", "0"], "--max-tokens must be a positive integer"),
+        (["--max-tokens", "-3"], "--max-tokens must be a positive integer"),
+        (["--max-prompt-tokens", "-5"], "--max-prompt-tokens must be a positive integer"),
+        (["--max-prompt-tokens", "0"], "--max-prompt-tokens must be a positive integer"),
+    ],
+)
+def test_serve_rejects_bad_flags_with_rc_2(no_model_load, args, message):
+    result = _serve(*args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_serve_cuda_without_gpu_is_rc_2(no_model_load, device):
+    result = _serve("--device", device)
+    assert result.exit_code == 2 and "torch sees no CUDA device" in " ".join(result.output.split())
+
+
+def test_serve_port_in_use_fails_before_the_model_loads(no_model_load):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _serve("--port", str(port))
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(result.output.split())

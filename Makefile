@@ -9,6 +9,7 @@
 #   make dashboard                 # the leaderboard web app on HOST:PORT (127.0.0.1:8501), reading RESULTS
 #   make serve SUITE=smoke VARIANT=baseline [SERVE_PORT=8000 SERVE_ARGS='--api-key K --log serve.jsonl']
 #                                  # OpenAI-compatible /v1/chat/completions for VARIANT (space-separated list ok)
+#                                  # on HOST:SERVE_PORT; PORT is the dashboard's (make serve PORT=9000 still uses 8000)
 
 PYTHON ?= python3
 VENV ?= .venv

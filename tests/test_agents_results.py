@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.agents import results as res
 from harness.agents import tau2_run
@@ -182,12 +184,35 @@ def test_agents_section_parses_and_expands():
     ({"user": {"model": "embeded"}}, "agents.user.model"),
     ({"judge": {"llm": "openai/x", "api_base": "ftp://x"}}, "agents.judge.api_base"),
     ({"defaults": {"max_stepz": 3}}, "unknown field"),
+    ({"domains": {"telecom-workflow": {}}}, "unknown τ² domain 'telecom-workflow'"),  # not in τ²'s package data
+    # an endpoint setting without llm would silently become the local model
+    ({"user": {"api_base": "http://127.0.0.1:8000/v1"}}, "agents.user: api_base given without llm"),
+    ({"judge": {"api_key_env": "K"}}, "agents.judge: api_key_env given without llm"),
+    # llm with model/adapter would silently drop the latter
+    ({"user": {"llm": "openai/x", "api_base": "http://127.0.0.1:8000/v1", "model": "embedded"}}, "given together with model"),
+    ({"judge": {"llm": "anthropic/claude-x", "adapter": "baseline"}}, "given together with adapter"),
+    # openai/ without api_base would go to OPENAI_API_BASE, the loopback server
+    ({"user": {"llm": "openai/gpt-4.1"}}, "needs api_base: without it LiteLLM sends openai/ models to OPENAI_API_BASE"),
+    # τ² task selection, checked against the domain's task and split files at validation
+    ({"domains": {"mock": {"task_ids": ["create_task_1", "create_task_1"]}}}, "duplicate task id(s) ['create_task_1']"),
+    ({"domains": {"mock": {"task_ids": ["create_task_1", "nope"]}}}, "agents.domains.mock: τ² domain mock: unknown task id(s) ['nope']"),
+    ({"domains": {"mock": {"split": "tset"}}}, "unknown split 'tset'"),
+    ({"domains": {"mock": {"num_tasks": 99}}}, "num_tasks 99 but split 'base' has 9 task(s)"),
 ])
 def test_agents_section_errors(agents, message):
     from harness.suite import SuiteError, parse
 
-    with pytest.raises(SuiteError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(SuiteError, match=re.escape(message)):
         parse(_suite(**agents))
+
+
+def test_agents_endpoints_that_are_allowed():
+    from harness.suite import parse
+
+    a = parse(_suite(user={"llm": "anthropic/claude-x"},  # a provider LiteLLM knows: no api_base needed
+                       judge={"llm": "openai/qwen", "api_base": "http://127.0.0.1:8000/v1"})).agents
+    assert a.user.remote and not a.judge.remote
+    assert parse(_suite(domains={"mock": {"num_tasks": 9}})).agents.domains["mock"].num_tasks == 9
 
 
 def test_shipped_agentic_suites_validate():
@@ -237,6 +262,22 @@ def test_validate_prints_the_agents_section():
     text = " ".join(out.output.split())
     assert "agents (τ²)" in text and "mock (3 task(s))" in text and "max_steps 8" in text
     assert "user simulator local:embedded/baseline" in text and "judge none (reward_db_only)" in text
+
+
+def test_validate_shows_remote_endpoints(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    data = _suite(user={"llm": "openai/gpt-4.1", "api_base": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY"},
+                  judge={"llm": "openai/qwen", "api_base": "http://127.0.0.1:8000/v1"})
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = CliRunner().invoke(app, ["validate", str(path)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "user simulator openai/gpt-4.1 at https://api.openai.com/v1 (remote: τ² conversations are sent" in text
+    assert "judge openai/qwen at http://127.0.0.1:8000/v1;" in text or text.endswith("judge openai/qwen at http://127.0.0.1:8000/v1")
 
 
 def test_upstream_telecom_base_tasks_load_through_tau2(data_dir):

@@ -44,23 +44,40 @@ def serve_variant(variant):
 
 
 def resolve_task_ids(agent: dict) -> list[str]:
-    """The cell's task ids: ``task_ids`` as given, else the split's first ``num_tasks`` (all)."""
-    from harness.agents.tau2_run import data_root, domain_tasks
+    """The cell's task ids: ``task_ids`` as given, else the split's first ``num_tasks`` (all).
 
-    tasks = [str(t["id"]) for t in domain_tasks(agent["domain"], agent.get("data_dir"))]
+    Reads the domain's task file and the split file beside it (``split_tasks.json``), never τ².
+
+    Raises:
+        ValueError: unknown or duplicate task ids, unknown split, ``num_tasks`` above what the
+            split holds.
+        OSError: the task file is missing or unreadable.
+    """
+    from harness.agents.tau2_run import domain_tasks, tasks_file
+
+    domain = agent["domain"]
+    tasks = [str(t["id"]) for t in domain_tasks(domain, agent.get("data_dir"))]
+    split = agent.get("split") or "base"
+    split_path = tasks_file(domain, agent.get("data_dir")).parent / "split_tasks.json"
+    splits = json.loads(split_path.read_text()) if split_path.is_file() else {"base": tasks}
+    if split not in splits:
+        raise ValueError(f"τ² domain {domain}: unknown split {split!r} (have {sorted(splits)})")
     if agent.get("task_ids"):
-        missing = [t for t in agent["task_ids"] if t not in tasks]
+        ids = [str(t) for t in agent["task_ids"]]
+        dupes = sorted({t for t in ids if ids.count(t) > 1})
+        if dupes:
+            raise ValueError(f"τ² domain {domain}: duplicate task id(s) {dupes}")
+        known = set(tasks)
+        missing = [t for t in ids if t not in known]
         if missing:
-            raise ValueError(f"τ² domain {agent['domain']}: unknown task id(s) {missing}")
-        return list(agent["task_ids"])
-    split_path = data_root(agent.get("data_dir")) / "tau2" / "domains" / agent["domain"] / "split_tasks.json"
-    if split_path.is_file():
-        splits = json.loads(split_path.read_text())
-        if agent.get("split", "base") not in splits:
-            raise ValueError(f"τ² domain {agent['domain']}: no split {agent.get('split')!r} (have {sorted(splits)})")
-        wanted = {str(t) for t in splits[agent.get("split", "base")]}
-        tasks = [t for t in tasks if t in wanted]
-    return tasks[: agent["num_tasks"]] if agent.get("num_tasks") else tasks
+            raise ValueError(f"τ² domain {domain}: unknown task id(s) {missing} (not in {tasks_file(domain, agent.get('data_dir')).name})")
+        return ids
+    wanted = {str(t) for t in splits[split]}
+    tasks = [t for t in tasks if t in wanted]
+    n = agent.get("num_tasks")
+    if n and n > len(tasks):
+        raise ValueError(f"τ² domain {domain}: num_tasks {n} but split {split!r} has {len(tasks)} task(s)")
+    return tasks[:n] if n else tasks
 
 
 class AgentCellRunner:

@@ -86,6 +86,22 @@ def test_infrastructure_errors_are_failures(scripted, mutate):
     assert row["reward"] == 0.0 and row["success"] is False
 
 
+@pytest.mark.parametrize("duration", [None, 0.0])
+def test_lost_simulation_duration_is_unknown_not_zero(scripted, duration):
+    broken = copy.deepcopy(scripted)
+    broken["simulations"][0].update(skipped=True, termination_reason="agent_error", duration=duration)
+    (row,) = res.rows_from_results(broken, judged=False)
+    assert row["reward"] == 0.0 and row["duration_s"] is None  # a failure; its duration was not measured
+    assert res.rows_from_results(scripted, judged=False)[0]["duration_s"] > 0
+
+
+def test_cell_with_every_simulation_lost_fails():
+    lost = [res.missing_row("t1", 0, "τ² exit 1: 404 Not Found"), res.missing_row("t2", 0, "other")]
+    with pytest.raises(RuntimeError, match=r"all 2 τ² simulation\(s\) failed .*'infrastructure_error': 2.*404 Not Found"):
+        res.check_not_all_infra(lost)
+    res.check_not_all_infra([lost[0], {**lost[1], "infra_error": False}])  # some measured: the cell stands
+
+
 def test_missing_simulation_is_a_failure():
     row = res.missing_row("t1", 2, "exit 1")
     assert row["reward"] == 0.0 and row["success"] is False and row["infra_error"] and row["trial"] == 2

@@ -240,6 +240,21 @@ def test_shipped_agentic_suites_validate():
     assert set(load("suites/agentic-full.yaml").agents.domains) == {"mock", "airline", "retail", "telecom"}
 
 
+def test_agentic_full_endpoint_examples_match_the_readme():
+    """The user/judge examples in suites/agentic-full.yaml are the README's, and they validate."""
+    from harness.suite import parse
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    full = (root / "suites" / "agentic-full.yaml").read_text()
+    examples = re.findall(r"#\s+((?:user|judge):\s+\{llm: .*\})", full)
+    assert len(examples) == 2
+    for line in examples:
+        role, value = line.split(":", 1)
+        assert re.search(rf"{role}:\s+{re.escape(value.strip())}", readme), line
+        parse(_suite(**{role: yaml.safe_load(value)}))
+
+
 def test_command_and_environment_stay_on_configured_endpoints(tmp_path):
     from harness.agents import tau2_run
 

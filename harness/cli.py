@@ -126,9 +126,19 @@ def validate(suites: list[str] = typer.Argument(..., help="suite names or paths"
                 f"{';' if has_before else ''} agents (τ²): {len(a.models)} model(s) × {len(a.variants)} variant(s) × "
                 f"{len(a.domains)} domain(s): {domains} × {d.trials} trial(s) × {d.repeats} repeat(s); "
                 f"max_steps {d.max_steps}, max_tokens {d.max_tokens}, seed {d.seed}, data {d.data}; "
-                f"user simulator {a.user.label}; judge {a.judge.label if a.judge else 'none (reward_db_only)'}"
+                f"user simulator {_endpoint(a.user)}; judge {_endpoint(a.judge) if a.judge else 'none (reward_db_only)'}"
             )
         console.print(line)
+
+
+def _endpoint(llm) -> str:
+    """An agents user simulator / judge as ``validate`` shows it: local model, or the endpoint,
+    flagged when its requests leave this machine."""
+    if llm.local:
+        return llm.label
+    where = llm.api_base or "the provider's default endpoint"
+    note = " [yellow](remote: τ² conversations are sent to this endpoint)[/]" if llm.remote else ""
+    return f"{llm.llm} at {where}{note}"
 
 
 @app.command("ls")

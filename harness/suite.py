@@ -250,7 +250,7 @@ class Finetune(_Strict):
         return out
 
 
-TAU2_DOMAINS = ("mock", "airline", "retail", "telecom", "telecom-workflow")
+TAU2_DOMAINS = ("mock", "airline", "retail", "telecom")  # the domains whose data τ² ships
 
 
 class AgentDefaults(_Strict):
@@ -290,6 +290,14 @@ class AgentDomain(_Strict):
     num_tasks: int | None = Field(None, ge=1)
     split: str = "base"
 
+    @field_validator("task_ids")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        dupes = sorted({t for t in value or [] if value.count(t) > 1})
+        if dupes:
+            raise ValueError(f"duplicate task id(s) {dupes} (each would run the same simulation again; use trials)")
+        return value
+
 
 class AgentLLM(_Strict):
     """The user simulator or the judge: a local model the harness serves on the same loopback
@@ -305,9 +313,36 @@ class AgentLLM(_Strict):
     api_base: str | None = None
     api_key_env: str | None = None
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> AgentLLM:
+        if self.llm is None:
+            given = [k for k in ("api_base", "api_key_env") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{' and '.join(given)} given without llm (the local model would be used); "
+                                 "set llm to the endpoint's LiteLLM model string, e.g. openai/<served name>")
+            return self
+        given = [k for k in ("model", "adapter", "params") if k in self.model_fields_set]
+        if given:
+            raise ValueError(f"llm {self.llm!r} given together with {', '.join(given)}: use llm (an endpoint) "
+                             "or model/adapter (a local model), not both")
+        if self.llm.startswith("openai/") and not self.api_base:
+            raise ValueError(f"llm {self.llm!r} needs api_base: without it LiteLLM sends openai/ models to "
+                             "OPENAI_API_BASE, which the harness pins to its loopback server")
+        return self
+
     @property
     def local(self) -> bool:
         return self.llm is None
+
+    @property
+    def remote(self) -> bool:
+        """An endpoint off this machine (a provider, or an ``api_base`` that is not loopback)."""
+        if self.llm is None:
+            return False
+        from urllib.parse import urlparse
+
+        host = urlparse(self.api_base).hostname if self.api_base else None
+        return host not in {"127.0.0.1", "localhost", "::1"}
 
     @property
     def label(self) -> str:
@@ -516,6 +551,29 @@ def _check_agents(section: Agents, source: str) -> None:
             _check_adapter(llm.adapter, llm.params, f"{where}.{role}")
         elif llm.api_base is not None and not llm.api_base.startswith(("http://", "https://")):
             raise SuiteError(f"{where}.{role}.api_base: not an http(s) URL: {llm.api_base!r}")
+    _check_agent_tasks(section, where)
+
+
+def _check_agent_tasks(section: Agents, where: str) -> None:
+    """Each domain's task selection against its task and split files (read, τ² not imported):
+    unknown task ids or split, ``num_tasks`` above what the split holds. Skipped where the data
+    cannot be reached yet (τ² not installed, no ``HARNESS_DATA_DIR``): the run checks it then."""
+    from harness.agents.cell import resolve_task_ids
+    from harness.agents.tau2_run import Tau2Unavailable
+
+    try:
+        data_dir = tau2_data_dir(section)
+    except SuiteError:
+        return
+    for domain, spec in section.domains.items():
+        try:
+            ids = resolve_task_ids({"domain": domain, "data_dir": data_dir, **spec.model_dump(mode="json")})
+        except (Tau2Unavailable, FileNotFoundError):
+            continue
+        except (OSError, ValueError) as exc:
+            raise SuiteError(f"{where}.domains.{domain}: {exc}") from None
+        if not ids:
+            raise SuiteError(f"{where}.domains.{domain}: no tasks selected")
 
 
 def _check_finetune(section: Finetune, source: str) -> None:

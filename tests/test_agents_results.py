@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.agents import results as res
 from harness.agents import tau2_run
@@ -82,6 +84,22 @@ def test_infrastructure_errors_are_failures(scripted, mutate):
     (row,) = res.rows_from_results(broken, judged=False)
     assert row["infra_error"] is True and row["termination_reason"] == "infrastructure_error"
     assert row["reward"] == 0.0 and row["success"] is False
+
+
+@pytest.mark.parametrize("duration", [None, 0.0])
+def test_lost_simulation_duration_is_unknown_not_zero(scripted, duration):
+    broken = copy.deepcopy(scripted)
+    broken["simulations"][0].update(skipped=True, termination_reason="agent_error", duration=duration)
+    (row,) = res.rows_from_results(broken, judged=False)
+    assert row["reward"] == 0.0 and row["duration_s"] is None  # a failure; its duration was not measured
+    assert res.rows_from_results(scripted, judged=False)[0]["duration_s"] > 0
+
+
+def test_cell_with_every_simulation_lost_fails():
+    lost = [res.missing_row("t1", 0, "τ² exit 1: 404 Not Found"), res.missing_row("t2", 0, "other")]
+    with pytest.raises(RuntimeError, match=r"all 2 τ² simulation\(s\) failed .*'infrastructure_error': 2.*404 Not Found"):
+        res.check_not_all_infra(lost)
+    res.check_not_all_infra([lost[0], {**lost[1], "infra_error": False}])  # some measured: the cell stands
 
 
 def test_missing_simulation_is_a_failure():
@@ -182,12 +200,35 @@ def test_agents_section_parses_and_expands():
     ({"user": {"model": "embeded"}}, "agents.user.model"),
     ({"judge": {"llm": "openai/x", "api_base": "ftp://x"}}, "agents.judge.api_base"),
     ({"defaults": {"max_stepz": 3}}, "unknown field"),
+    ({"domains": {"telecom-workflow": {}}}, "unknown τ² domain 'telecom-workflow'"),  # not in τ²'s package data
+    # an endpoint setting without llm would silently become the local model
+    ({"user": {"api_base": "http://127.0.0.1:8000/v1"}}, "agents.user: api_base given without llm"),
+    ({"judge": {"api_key_env": "K"}}, "agents.judge: api_key_env given without llm"),
+    # llm with model/adapter would silently drop the latter
+    ({"user": {"llm": "openai/x", "api_base": "http://127.0.0.1:8000/v1", "model": "embedded"}}, "given together with model"),
+    ({"judge": {"llm": "anthropic/claude-x", "adapter": "baseline"}}, "given together with adapter"),
+    # openai/ without api_base would go to OPENAI_API_BASE, the loopback server
+    ({"user": {"llm": "openai/gpt-4.1"}}, "needs api_base: without it LiteLLM sends openai/ models to OPENAI_API_BASE"),
+    # τ² task selection, checked against the domain's task and split files at validation
+    ({"domains": {"mock": {"task_ids": ["create_task_1", "create_task_1"]}}}, "duplicate task id(s) ['create_task_1']"),
+    ({"domains": {"mock": {"task_ids": ["create_task_1", "nope"]}}}, "agents.domains.mock: τ² domain mock: unknown task id(s) ['nope']"),
+    ({"domains": {"mock": {"split": "tset"}}}, "unknown split 'tset'"),
+    ({"domains": {"mock": {"num_tasks": 99}}}, "num_tasks 99 but split 'base' has 9 task(s)"),
 ])
 def test_agents_section_errors(agents, message):
     from harness.suite import SuiteError, parse
 
-    with pytest.raises(SuiteError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(SuiteError, match=re.escape(message)):
         parse(_suite(**agents))
+
+
+def test_agents_endpoints_that_are_allowed():
+    from harness.suite import parse
+
+    a = parse(_suite(user={"llm": "anthropic/claude-x"},  # a provider LiteLLM knows: no api_base needed
+                       judge={"llm": "openai/qwen", "api_base": "http://127.0.0.1:8000/v1"})).agents
+    assert a.user.remote and not a.judge.remote
+    assert parse(_suite(domains={"mock": {"num_tasks": 9}})).agents.domains["mock"].num_tasks == 9
 
 
 def test_shipped_agentic_suites_validate():
@@ -197,6 +238,21 @@ def test_shipped_agentic_suites_validate():
     assert list(small.domains) == ["mock"] and len(small.domains["mock"].task_ids) == 3
     assert small.defaults.max_steps <= 10 and small.defaults.max_tokens <= 128
     assert set(load("suites/agentic-full.yaml").agents.domains) == {"mock", "airline", "retail", "telecom"}
+
+
+def test_agentic_full_endpoint_examples_match_the_readme():
+    """The user/judge examples in suites/agentic-full.yaml are the README's, and they validate."""
+    from harness.suite import parse
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    full = (root / "suites" / "agentic-full.yaml").read_text()
+    examples = re.findall(r"#\s+((?:user|judge):\s+\{llm: .*\})", full)
+    assert len(examples) == 2
+    for line in examples:
+        role, value = line.split(":", 1)
+        assert re.search(rf"{role}:\s+{re.escape(value.strip())}", readme), line
+        parse(_suite(**{role: yaml.safe_load(value)}))
 
 
 def test_command_and_environment_stay_on_configured_endpoints(tmp_path):
@@ -237,6 +293,22 @@ def test_validate_prints_the_agents_section():
     text = " ".join(out.output.split())
     assert "agents (τ²)" in text and "mock (3 task(s))" in text and "max_steps 8" in text
     assert "user simulator local:embedded/baseline" in text and "judge none (reward_db_only)" in text
+
+
+def test_validate_shows_remote_endpoints(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    data = _suite(user={"llm": "openai/gpt-4.1", "api_base": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY"},
+                  judge={"llm": "openai/qwen", "api_base": "http://127.0.0.1:8000/v1"})
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = CliRunner().invoke(app, ["validate", str(path)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "user simulator openai/gpt-4.1 at https://api.openai.com/v1 (remote: τ² conversations are sent" in text
+    assert "judge openai/qwen at http://127.0.0.1:8000/v1;" in text or text.endswith("judge openai/qwen at http://127.0.0.1:8000/v1")
 
 
 def test_upstream_telecom_base_tasks_load_through_tau2(data_dir):

@@ -57,6 +57,16 @@ class ScriptedUser:
         return ChatReply("Thank you. ###STOP###", prompt_tokens=80, completion_tokens=5)
 
 
+class PickyUser(ScriptedUser):
+    """The scripted user, except on ``update_task_1``, where it fails every request (as a user
+    simulator whose endpoint answers 404 would): that simulation is an infrastructure error."""
+
+    def complete(self, request: ChatRequest) -> ChatReply:
+        if "task_1 be marked as completed" in json.dumps(request.messages):
+            raise RuntimeError("user simulator endpoint unavailable")
+        return super().complete(request)
+
+
 def _adapter(name: str, backend_cls):
     class _Scripted(Adapter):
         def wrap(self, base, batch_size: int = 1, max_new_tokens: int = 256):
@@ -66,7 +76,8 @@ def _adapter(name: str, backend_cls):
     return _Scripted
 
 
-FIXTURES = {"test-scripted-agent": ScriptedAgent, "test-silent-agent": SilentAgent, "test-scripted-user": ScriptedUser}
+FIXTURES = {"test-scripted-agent": ScriptedAgent, "test-silent-agent": SilentAgent, "test-scripted-user": ScriptedUser,
+            "test-picky-user": PickyUser}
 
 
 @pytest.fixture
@@ -125,6 +136,8 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
     assert (s["input_tokens"], s["output_tokens"]) == (250, 32)
     assert (s["user_input_tokens"], s["user_output_tokens"]) == (130, 18)
     assert ok["agent_tokens_per_task"] == 282 and ok["agent_tokens_per_success"] == 282
+    # latency and TTFT percentiles come from the samples, as for evaluation cells
+    assert ok["latency_p50_s"] == s["latency_s"] == s["duration_s"] and ok["ttft_p50_s"] == s["ttft_s"] > 0
     assert ok["user_tokens_per_task"] == 148
     assert json.loads(s["counters_json"])["agent_requests"] == 2  # the user's requests are not the variant's
     assert s["agent_generation_time_s"] > 0 and s["duration_s"] > 0 and s["energy_attributed"]
@@ -133,6 +146,65 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
     assert bad["success_rate"] == 0.0 and bad["reward_mean"] == 0.0 and bad["pass_hat_1"] == 0.0
     assert samples.loc["silent"]["reward"] == 0.0
     assert pd.isna(bad["agent_tokens_per_success"])  # no success: no per-success cost
+
+
+def _tiny_base(monkeypatch):
+    from harness.agents.cell import AgentCellRunner
+    from harness.testing import TinyBase
+
+    def tiny(self, ref, dtype, device):
+        base = TinyBase()
+        base.load_time_s = 0.0
+        return base
+
+    monkeypatch.setattr(AgentCellRunner, "load_base", tiny)
+
+
+def _picky_suite(tmp_path, name: str, task_ids: str):
+    suite = tmp_path / f"{name}.yaml"
+    suite.write_text(
+        f"name: {name}\n"
+        "defaults: {device: cpu}\n"
+        "agents:\n"
+        "  models: [embedded]\n"
+        f"  domains: {{mock: {{task_ids: {task_ids}}}}}\n"
+        "  defaults: {trials: 1, max_steps: 10, max_tokens: 32, timeout_s: 300}\n"
+        "  user: {model: embedded, adapter: test-picky-user}\n"
+        "  variants:\n"
+        "    - {name: scripted, adapter: test-scripted-agent}\n"
+    )
+    return suite
+
+
+def test_simulations_lost_to_infrastructure_errors(tmp_path, scripted_adapters, monkeypatch, capfd):
+    """One of two simulations lost (the user simulator fails): the cell is kept with the loss
+    counted as a failure, a warning says so, and the lost simulation's time and energy are null,
+    never 0. Every simulation lost: the cell fails (status error), so it never reaches a front."""
+    from harness.results import read_cells, read_samples
+    from harness.runner import run_suite
+
+    _tiny_base(monkeypatch)
+    report = run_suite(_picky_suite(tmp_path, "picky-some", "[create_task_1, update_task_1]"), tmp_path / "some")
+    assert report.failed == 0, read_cells(report.run_dir)["error"].tolist()
+    cell = read_cells(report.run_dir).iloc[0]
+    samples = read_samples(report.run_dir).set_index("agent_task_id")
+    assert cell["status"] == "ok" and cell["infra_error_count"] == 1 and cell["n"] == 2
+    assert cell["success_rate"] == 0.5  # the lost simulation counts as a failure
+    lost = samples.loc["update_task_1"]
+    assert lost["infra_error"] and lost["reward"] == 0.0 and lost["termination_reason"] == "infrastructure_error"
+    assert pd.isna(lost["agent_generation_time_s"]) and pd.isna(lost["energy_j"])
+    assert pd.isna(lost["duration_s"]) or lost["duration_s"] > 0  # τ²'s measured duration, or unknown
+    assert samples.loc["create_task_1"]["reward"] == 1.0
+    assert cell["latency_p50_s"] > 0 and cell["generation_time_s"] > 0
+    out = " ".join(capfd.readouterr().out.split())
+    assert "1 of 2 τ² simulation(s) were infrastructure errors" in out
+
+    report = run_suite(_picky_suite(tmp_path, "picky-all", "[update_task_1]"), tmp_path / "all")
+    assert report.failed == 1
+    cell = read_cells(report.run_dir).iloc[0]
+    assert cell["status"] == "error" and "infrastructure errors" in cell["error"]
+    assert "infrastructure_error" in cell["error"] and "user simulator endpoint unavailable" in cell["error"]
+    assert pd.isna(cell.get("accuracy"))
 
 
 def test_upstream_retail_without_judge_stores_reward_db_only(tmp_path, scripted_adapters, monkeypatch, data_dir):

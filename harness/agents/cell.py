@@ -44,23 +44,40 @@ def serve_variant(variant):
 
 
 def resolve_task_ids(agent: dict) -> list[str]:
-    """The cell's task ids: ``task_ids`` as given, else the split's first ``num_tasks`` (all)."""
-    from harness.agents.tau2_run import data_root, domain_tasks
+    """The cell's task ids: ``task_ids`` as given, else the split's first ``num_tasks`` (all).
 
-    tasks = [str(t["id"]) for t in domain_tasks(agent["domain"], agent.get("data_dir"))]
+    Reads the domain's task file and the split file beside it (``split_tasks.json``), never τ².
+
+    Raises:
+        ValueError: unknown or duplicate task ids, unknown split, ``num_tasks`` above what the
+            split holds.
+        OSError: the task file is missing or unreadable.
+    """
+    from harness.agents.tau2_run import domain_tasks, tasks_file
+
+    domain = agent["domain"]
+    tasks = [str(t["id"]) for t in domain_tasks(domain, agent.get("data_dir"))]
+    split = agent.get("split") or "base"
+    split_path = tasks_file(domain, agent.get("data_dir")).parent / "split_tasks.json"
+    splits = json.loads(split_path.read_text()) if split_path.is_file() else {"base": tasks}
+    if split not in splits:
+        raise ValueError(f"τ² domain {domain}: unknown split {split!r} (have {sorted(splits)})")
     if agent.get("task_ids"):
-        missing = [t for t in agent["task_ids"] if t not in tasks]
+        ids = [str(t) for t in agent["task_ids"]]
+        dupes = sorted({t for t in ids if ids.count(t) > 1})
+        if dupes:
+            raise ValueError(f"τ² domain {domain}: duplicate task id(s) {dupes}")
+        known = set(tasks)
+        missing = [t for t in ids if t not in known]
         if missing:
-            raise ValueError(f"τ² domain {agent['domain']}: unknown task id(s) {missing}")
-        return list(agent["task_ids"])
-    split_path = data_root(agent.get("data_dir")) / "tau2" / "domains" / agent["domain"] / "split_tasks.json"
-    if split_path.is_file():
-        splits = json.loads(split_path.read_text())
-        if agent.get("split", "base") not in splits:
-            raise ValueError(f"τ² domain {agent['domain']}: no split {agent.get('split')!r} (have {sorted(splits)})")
-        wanted = {str(t) for t in splits[agent.get("split", "base")]}
-        tasks = [t for t in tasks if t in wanted]
-    return tasks[: agent["num_tasks"]] if agent.get("num_tasks") else tasks
+            raise ValueError(f"τ² domain {domain}: unknown task id(s) {missing} (not in {tasks_file(domain, agent.get('data_dir')).name})")
+        return ids
+    wanted = {str(t) for t in splits[split]}
+    tasks = [t for t in tasks if t in wanted]
+    n = agent.get("num_tasks")
+    if n and n > len(tasks):
+        raise ValueError(f"τ² domain {domain}: num_tasks {n} but split {split!r} has {len(tasks)} task(s)")
+    return tasks[:n] if n else tasks
 
 
 class AgentCellRunner:
@@ -180,6 +197,11 @@ class AgentCellRunner:
                     rows[-1]["doc_id"] = i * trials + trial
                     if on_progress:
                         on_progress(len(rows), n_total)
+        res.check_not_all_infra(rows, out_dir)
+        n_infra = sum(bool(r["infra_error"]) for r in rows)
+        if n_infra:
+            print(f"warning: {cell.variant.name} · {cell.task}: {n_infra} of {len(rows)} τ² simulation(s) were "
+                  f"infrastructure errors (counted as failures); τ² logs in {out_dir}", flush=True)
         return CellOutcome(
             cell_row=self._cell_row(res, cell, rows, cell_window.result, variant, backends, cfg),
             sample_rows=[self._sample(cell, r) for r in rows],
@@ -203,6 +225,8 @@ class AgentCellRunner:
         else:
             row = sims[0]
             row["trial"] = trial
+            if row["infra_error"] and not row.get("note"):
+                row["note"] = _first_error(out_dir / f"{name}.log")
         used = res.attribute(log, VARIANT_NAME, t0, t1)
         user = res.attribute(log, USER_NAME, t0, t1)
         judge = res.attribute(log, JUDGE_NAME, t0, t1)
@@ -210,6 +234,10 @@ class AgentCellRunner:
         energy = used["energy_j"]
         if energy is None and window.energy_j is not None and wall > 0:
             energy = window.energy_j * min(1.0, used["generation_time_s"] / wall)
+        gen_time = used["generation_time_s"]
+        if row["infra_error"] and used["requests"] == used["failed_requests"]:
+            # lost before the variant answered anything: its time and energy were not measured
+            gen_time, energy = None, None
         row.update(
             save_name=name,
             exit_code=code,
@@ -218,7 +246,7 @@ class AgentCellRunner:
             agent_failed_requests=used["failed_requests"],
             served_prompt_tokens=used["prompt_tokens"],
             served_completion_tokens=used["completion_tokens"],
-            agent_generation_time_s=used["generation_time_s"],
+            agent_generation_time_s=gen_time,
             agent_ttft_s=used["ttfts_s"][0] if used["ttfts_s"] else None,
             length_stops=used["length_stops"],
             truncated_turns=used["truncated_turns"],
@@ -291,7 +319,9 @@ class AgentCellRunner:
         n_success = sum(succ)
         energies = [r["energy_j"] for r in rows]
         energy = sum(energies) if rows and all(e is not None for e in energies) else None
-        gen_time = sum(r["agent_generation_time_s"] for r in rows)
+        gen_times = [r["agent_generation_time_s"] for r in rows if r["agent_generation_time_s"] is not None]
+        gen_time = sum(gen_times) if gen_times else None
+        ttfts = [r["agent_ttft_s"] for r in rows if r["agent_ttft_s"] is not None]
         durations = [r["duration_s"] for r in rows if r["duration_s"] is not None]
         db_only = [r["reward_db_only"] for r in rows if r["reward_db_only"] is not None]
         cols = window.as_columns()
@@ -316,8 +346,10 @@ class AgentCellRunner:
             "latency_p50_s": percentile(durations, 50),
             "latency_p90_s": percentile(durations, 90),
             "latency_p99_s": percentile(durations, 99),
+            "ttft_p50_s": percentile(ttfts, 50),  # of the samples' ttft_s, as cells.cell_metrics
+            "tpot_p50_s": None,  # samples carry no tpot_s
             "generation_time_s": gen_time,
-            "throughput_tok_per_s": agent_out / gen_time if gen_time > 0 else None,
+            "throughput_tok_per_s": agent_out / gen_time if gen_time else None,
             "tokens_per_correct": agent_tok / n_success if n_success else None,
             "param_bytes": param_bytes(model) if model is not None else None,
             "energy_per_token_j": energy / agent_out if energy is not None and agent_out else None,
@@ -344,6 +376,18 @@ class AgentCellRunner:
             "tau2_version": cell.task_version.split(":")[1] if cell.task_version.count(":") >= 2 else None,
             "tau2_data_version": cell.task_version,
         }
+
+
+def _first_error(log_path: Path) -> str | None:
+    """Why τ² lost a simulation: its first "Error running task" line in the log (else its
+    first ``ERROR`` line), or ``None``."""
+    if not log_path.is_file():
+        return None
+    errors = [line.split(" - ", 1)[-1].strip() for line in log_path.read_text(errors="replace").splitlines()
+              if "| ERROR" in line]
+    running = [e for e in errors if e.startswith("Error running task")]
+    found = running or errors
+    return found[0][:2000] if found else None
 
 
 def _label(llm: dict) -> str:

@@ -12,7 +12,9 @@ goes to ``reward_db_only`` (:data:`harness.agents.tau2_entry.SKIPPED_NOTE`). Suc
 ``reward`` within 1e-6 of 1 (τ²'s rule). A simulation that τ² skipped after an exception, one
 ending in ``infrastructure_error`` (upstream τ² drops those from its averages while exiting 0)
 or one whose subprocess produced nothing counts as a failure (reward 0) and is flagged
-``infra_error``.
+``infra_error``; its duration, generation time and energy are null unless they were measured
+(never 0 for unknown). A cell whose simulations are all infrastructure errors fails
+(:func:`check_not_all_infra`).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def simulation_row(sim: dict, task: dict | None, judged: bool) -> dict[str, Any]
         "db_match": (info.get("db_check") or {}).get("db_match"),
         "termination_reason": INFRA_REASON if reason not in STOP_REASONS and infra else reason,
         "infra_error": infra,
-        "duration_s": float(sim.get("duration") or 0.0),
+        # τ²'s duration; unknown (null, never 0) when it recorded none or a lost run recorded 0
+        "duration_s": _duration(sim.get("duration"), infra),
         "n_messages": len(messages),
         "agent_messages": a_n,
         "user_messages": u_n,
@@ -106,6 +109,12 @@ def simulation_row(sim: dict, task: dict | None, judged: bool) -> dict[str, Any]
         "user_output_tokens": u_out,
         "note": (info.get("info") or {}).get("note"),
     }
+
+
+def _duration(value, infra: bool) -> float | None:
+    if value is None or (infra and not value):
+        return None
+    return float(value)
 
 
 def rows_from_results(results: dict, judged: bool) -> list[dict[str, Any]]:
@@ -123,6 +132,27 @@ def missing_row(task_id: str, trial: int, error: str) -> dict[str, Any]:
         "agent_messages": 0, "user_messages": 0, "agent_input_tokens": 0, "agent_output_tokens": 0,
         "user_input_tokens": 0, "user_output_tokens": 0, "note": error[:2000],
     }
+
+
+def check_not_all_infra(rows: list[dict[str, Any]], log_dir: str | Path | None = None) -> None:
+    """Raise when every simulation of a cell is an infrastructure error: such a cell measured
+    nothing about the variant (its 0 % would be the endpoints' failure, not the model's).
+
+    Raises:
+        RuntimeError: naming the termination reasons and the first error text.
+    """
+    if not rows or not all(r.get("infra_error") for r in rows):
+        return
+    reasons: dict[str, int] = {}
+    for r in rows:
+        reasons[r["termination_reason"]] = reasons.get(r["termination_reason"], 0) + 1
+    first = next((r.get("note") for r in rows if r.get("note")), None) or "no error text"
+    first = " ".join(str(first).split())[-600:]
+    where = f"; τ² logs in {log_dir}" if log_dir else ""
+    raise RuntimeError(
+        f"all {len(rows)} τ² simulation(s) failed with infrastructure errors (termination {reasons}): "
+        f"nothing measured{where}; first error: {first}"
+    )
 
 
 def pass_hat_k(successes: dict[str, list[bool]], k: int) -> float | None:

@@ -741,36 +741,43 @@ def expand(suite: Suite, limit: int | None = None, model_ids: dict[str, str] | N
     ids = dict(model_ids or {})
     cells = []
     d = suite.defaults
-    for ref in suite.models:
-        if ref not in ids:
-            ids[ref] = resolve(ref).canonical_id
-        for variant in sorted(suite.variants, key=lambda v: v.dtype != "fp32"):
-            params = ADAPTERS.get(variant.adapter).Params(**variant.params).model_dump(mode="json")
-            for task in suite.tasks:
-                for repeat in range(d.repeats):
-                    cells.append(
-                        Cell(
-                            suite=suite.name,
-                            model_ref=ref,
-                            model_id=ids[ref],
-                            variant=variant,
-                            params=params,
-                            task=task,
-                            task_version=get_task(task).version,
-                            limit=limit if limit is not None else d.limit,
-                            batch_size=variant.batch_size or d.batch_size,
-                            max_new_tokens=d.max_new_tokens,
-                            seed=d.seed,
-                            repeat=repeat,
-                            device=d.device,
-                            warmup=d.warmup,
-                        )
+    variants = sorted(suite.variants, key=lambda v: v.dtype != "fp32")
+    for ref, variant, params in _grid(suite.models, variants, ids, lambda r: resolve(r).canonical_id, ADAPTERS):
+        for task in suite.tasks:
+            for repeat in range(d.repeats):
+                cells.append(
+                    Cell(
+                        suite=suite.name,
+                        model_ref=ref,
+                        model_id=ids[ref],
+                        variant=variant,
+                        params=params,
+                        task=task,
+                        task_version=get_task(task).version,
+                        limit=limit if limit is not None else d.limit,
+                        batch_size=variant.batch_size or d.batch_size,
+                        max_new_tokens=d.max_new_tokens,
+                        seed=d.seed,
+                        repeat=repeat,
+                        device=d.device,
+                        warmup=d.warmup,
                     )
+                )
     if suite.finetune is not None:
         cells += _expand_finetune(suite, limit, ids)
     if suite.agents is not None:
         cells += _expand_agents(suite, ids)
     return cells
+
+
+def _grid(models, variants, ids: dict[str, str], resolve_id, registry):
+    """``(model ref, variant, validated params)`` over models × variants, in that order; each
+    model's canonical id is resolved once into ``ids`` (shared by every kind of cell)."""
+    for ref in models:
+        if ref not in ids:
+            ids[ref] = resolve_id(ref)
+        for variant in variants:
+            yield ref, variant, registry.get(variant.adapter).Params(**variant.params).model_dump(mode="json")
 
 
 def tau2_data_dir(section: Agents) -> str | None:
@@ -801,44 +808,40 @@ def _expand_agents(suite: Suite, ids: dict[str, str]) -> list[Cell]:
     d = section.defaults
     data_dir = tau2_data_dir(section)
     cells = []
-    for ref in section.models:
-        if ref not in ids:
-            ids[ref] = resolve(ref).canonical_id
-        for variant in section.variants:
-            params = ADAPTERS.get(variant.adapter).Params(**variant.params).model_dump(mode="json")
-            for domain, spec in section.domains.items():
-                try:
-                    version = data_version(domain, data_dir)
-                except (RuntimeError, OSError) as exc:  # τ² missing: check_inputs says so before anything loads
-                    version = f"unavailable ({type(exc).__name__})"
-                agent = {
-                    "domain": domain,
-                    **spec.model_dump(mode="json"),
-                    **d.model_dump(mode="json", exclude={"repeats", "seed", "timeout_s"}),
-                    "data_dir": data_dir,
-                    "user": section.user.model_dump(mode="json"),
-                    "judge": section.judge.model_dump(mode="json") if section.judge else None,
-                }
-                for repeat in range(d.repeats):
-                    cells.append(
-                        Cell(
-                            suite=suite.name,
-                            model_ref=ref,
-                            model_id=ids[ref],
-                            variant=variant,
-                            params=params,
-                            task=f"tau2/{domain}",
-                            task_version=version,
-                            limit=None,
-                            batch_size=1,
-                            max_new_tokens=d.max_tokens,
-                            seed=d.seed,
-                            repeat=repeat,
-                            device=suite.defaults.device,
-                            kind="agent",
-                            agent={**agent, "timeout_s": d.timeout_s},
-                        )
+    for ref, variant, params in _grid(section.models, section.variants, ids, lambda r: resolve(r).canonical_id, ADAPTERS):
+        for domain, spec in section.domains.items():
+            try:
+                version = data_version(domain, data_dir)
+            except (RuntimeError, OSError) as exc:  # τ² missing: check_inputs says so before anything loads
+                version = f"unavailable ({type(exc).__name__})"
+            agent = {
+                "domain": domain,
+                **spec.model_dump(mode="json"),
+                **d.model_dump(mode="json", exclude={"repeats", "seed", "timeout_s"}),
+                "data_dir": data_dir,
+                "user": section.user.model_dump(mode="json"),
+                "judge": section.judge.model_dump(mode="json") if section.judge else None,
+            }
+            for repeat in range(d.repeats):
+                cells.append(
+                    Cell(
+                        suite=suite.name,
+                        model_ref=ref,
+                        model_id=ids[ref],
+                        variant=variant,
+                        params=params,
+                        task=f"tau2/{domain}",
+                        task_version=version,
+                        limit=None,
+                        batch_size=1,
+                        max_new_tokens=d.max_tokens,
+                        seed=d.seed,
+                        repeat=repeat,
+                        device=suite.defaults.device,
+                        kind="agent",
+                        agent={**agent, "timeout_s": d.timeout_s},
                     )
+                )
     return cells
 
 
@@ -850,35 +853,32 @@ def _expand_finetune(suite: Suite, limit: int | None, ids: dict[str, str]) -> li
 
     section = suite.finetune
     cells = []
-    for ref in section.models:
-        if ref not in ids:
-            ids[ref] = resolve_encoder(ref).canonical_id
-        for variant in section.variants:
-            params = FINETUNE_ADAPTERS.get(variant.adapter).Params(**variant.params).model_dump(mode="json")
-            for task in section.tasks:
-                train = section.settings(variant, task)
-                eval_limit = train.pop("eval_limit")
-                for seed in section.defaults.seeds:
-                    for repeat in range(section.defaults.repeats):
-                        cells.append(
-                            Cell(
-                                suite=suite.name,
-                                model_ref=ref,
-                                model_id=ids[ref],
-                                variant=variant,
-                                params=params,
-                                task=task,
-                                task_version=get_finetune_task(task).version,
-                                limit=limit if limit is not None else eval_limit,
-                                batch_size=train["batch_size"],
-                                max_new_tokens=0,
-                                seed=seed,
-                                repeat=repeat,
-                                device=suite.defaults.device,
-                                kind="finetune",
-                                train=train,
-                            )
+    for ref, variant, params in _grid(section.models, section.variants, ids,
+                                      lambda r: resolve_encoder(r).canonical_id, FINETUNE_ADAPTERS):
+        for task in section.tasks:
+            train = section.settings(variant, task)
+            eval_limit = train.pop("eval_limit")
+            for seed in section.defaults.seeds:
+                for repeat in range(section.defaults.repeats):
+                    cells.append(
+                        Cell(
+                            suite=suite.name,
+                            model_ref=ref,
+                            model_id=ids[ref],
+                            variant=variant,
+                            params=params,
+                            task=task,
+                            task_version=get_finetune_task(task).version,
+                            limit=limit if limit is not None else eval_limit,
+                            batch_size=train["batch_size"],
+                            max_new_tokens=0,
+                            seed=seed,
+                            repeat=repeat,
+                            device=suite.defaults.device,
+                            kind="finetune",
+                            train=train,
                         )
+                    )
     return cells
 
 

@@ -141,35 +141,30 @@ def _endpoint(llm) -> str:
     return f"{llm.llm} at {where}{note}"
 
 
-@app.command("ls")
-def list_adapters() -> None:
-    """List adapters (paper, params with defaults, counters) and tasks, from the registries."""
-    from harness.adapters import ADAPTERS
-    from harness.tasks import TASKS
-
-    table = Table(title="adapters", show_lines=True)
+def _adapter_table(title: str, registry) -> Table:
+    """One row per registered adapter: name, paper (arXiv id), params with defaults, counters."""
+    table = Table(title=title, show_lines=True)
     for col in ("name", "paper", "params (default) — description", "counters"):
         table.add_column(col)
-    for name in ADAPTERS.names():
-        cls = ADAPTERS.get(name)
+    for name in registry.names():
+        cls = registry.get(name)
         params = "\n".join(
             f"{field}={info.default!r} — {info.description or ''}" for field, info in cls.Params.model_fields.items()
         )
         paper = f"{cls.paper} (arXiv {cls.arxiv})" if cls.arxiv else (cls.paper or "reference")
         table.add_row(name, paper, params or "—", "\n".join(cls.counters) or "—")
-    console.print(table)
-    from harness.finetune import FINETUNE_ADAPTERS
+    return table
 
-    training = Table(title="fine-tuning adapters (finetune: sections)", show_lines=True)
-    for col in ("name", "paper", "params (default) — description", "counters"):
-        training.add_column(col)
-    for name in FINETUNE_ADAPTERS.names():
-        cls = FINETUNE_ADAPTERS.get(name)
-        params = "\n".join(
-            f"{field}={info.default!r} — {info.description or ''}" for field, info in cls.Params.model_fields.items()
-        )
-        training.add_row(name, f"{cls.paper} (arXiv {cls.arxiv})", params or "—", "\n".join(cls.counters) or "—")
-    console.print(training)
+
+@app.command("ls")
+def list_adapters() -> None:
+    """List adapters (paper, params with defaults, counters) and tasks, from the registries."""
+    from harness.adapters import ADAPTERS
+    from harness.finetune import FINETUNE_ADAPTERS
+    from harness.tasks import TASKS
+
+    console.print(_adapter_table("adapters", ADAPTERS))
+    console.print(_adapter_table("fine-tuning adapters (finetune: sections)", FINETUNE_ADAPTERS))
     tasks = Table(title="tasks")
     for col in ("name", "version", "docs", "description"):
         tasks.add_column(col)

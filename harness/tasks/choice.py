@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
-from harness.tasks.data import DataError, load_jsonl_or_hub
+from harness.tasks.data import DataError
+from harness.tasks.spec import load_checked_docs
 from harness.tasks.grading import Grade
 
 __all__ = ["ChoiceTaskSpec", "pearson", "spearman"]
@@ -90,23 +91,11 @@ class ChoiceTaskSpec:
         Raises DataError when the data cannot be loaded, has the wrong number of rows, lacks a
         required field, or has a classification label outside the choices.
         """
-        rows = load_jsonl_or_hub(self.data_relpath, self.hub_id, self.hub_config, self.hub_split)
-        if len(rows) != self.size:
-            raise DataError(
-                f"task {self.name!r}: expected {self.size} docs from {self.data_relpath!r} / {self.hub_id!r}, "
-                f"got {len(rows)}"
-            )
-        docs: list[dict] = []
-        for i, row in enumerate(rows):
-            missing = [f for f in self.required_fields if f not in row]
-            if missing:
-                raise DataError(f"task {self.name!r}: row {i} lacks field(s) {missing}")
-            if not self.is_regression and row[self.label_field] not in range(len(self.choices)):
-                raise DataError(f"task {self.name!r}: row {i} has label {row[self.label_field]!r} outside the choices")
-            doc = dict(row)
-            doc["doc_id"] = i
-            docs.append(doc)
-        return docs
+        return load_checked_docs(self, self._check_label)
+
+    def _check_label(self, i: int, row: dict) -> None:
+        if not self.is_regression and row[self.label_field] not in range(len(self.choices)):
+            raise DataError(f"task {self.name!r}: row {i} has label {row[self.label_field]!r} outside the choices")
 
     def prompt(self, doc: dict) -> str:
         """The zero-shot context for ``doc`` (plain substitution: braces in the text stay)."""

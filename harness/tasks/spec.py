@@ -42,21 +42,7 @@ class TaskSpec:
         Raises DataError when the data cannot be loaded, has the wrong number of rows or lacks a
         required field.
         """
-        rows = load_jsonl_or_hub(self.data_relpath, self.hub_id, self.hub_config, self.hub_split)
-        if len(rows) != self.size:
-            raise DataError(
-                f"task {self.name!r}: expected {self.size} docs from {self.data_relpath!r} / {self.hub_id!r}, "
-                f"got {len(rows)}"
-            )
-        docs: list[dict] = []
-        for i, row in enumerate(rows):
-            missing = [f for f in self.required_fields if f not in row]
-            if missing:
-                raise DataError(f"task {self.name!r}: row {i} lacks field(s) {missing}")
-            doc = dict(row)
-            doc["doc_id"] = i
-            docs.append(doc)
-        return docs
+        return load_checked_docs(self)
 
     def prompt(self, doc: dict) -> str:
         """The zero-shot user message for ``doc``.
@@ -76,3 +62,28 @@ class TaskSpec:
             return self.grade_fn(output_text, reference)
         except Exception as e:  # graders are written not to raise; this is the last line of defence
             return Grade(correct=False, extracted=None, reference=reference, reason=f"grader error: {type(e).__name__}: {e}")
+
+
+def load_checked_docs(task, check_row: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """The docs of ``task``'s split (its ``data_relpath``/``hub_*``, ``size``, ``required_fields``)
+    in file order, each a fresh dict with ``doc_id`` = row index; ``check_row(i, row)`` may raise
+    DataError for a task-specific problem.
+
+    Raises:
+        DataError: the data cannot be loaded, has the wrong number of rows or lacks a required field.
+    """
+    rows = load_jsonl_or_hub(task.data_relpath, task.hub_id, task.hub_config, task.hub_split)
+    if len(rows) != task.size:
+        raise DataError(
+            f"task {task.name!r}: expected {task.size} docs from {task.data_relpath!r} / {task.hub_id!r}, "
+            f"got {len(rows)}"
+        )
+    docs: list[dict] = []
+    for i, row in enumerate(rows):
+        missing = [f for f in task.required_fields if f not in row]
+        if missing:
+            raise DataError(f"task {task.name!r}: row {i} lacks field(s) {missing}")
+        if check_row is not None:
+            check_row(i, row)
+        docs.append({**row, "doc_id": i})
+    return docs

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from harness.gate.stats import accuracy_test
-from harness.suite import Gate
+from harness.config.gate import Gate
 
 
 def _baseline(rng: np.random.Generator, n: int, p: float) -> np.ndarray:

@@ -34,7 +34,7 @@ def _env_int(value: Optional[str]) -> Optional[int]:
 
 def _check_device_flag(device: Optional[str]) -> None:
     """Fail (rc 2) on a ``--device`` that is not auto, cpu, cuda or cuda:N."""
-    from harness.suite import DEVICE_PATTERN
+    from harness.core.refs import DEVICE_PATTERN
 
     if device is not None and not re.match(DEVICE_PATTERN, device):
         _fail(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
@@ -67,7 +67,7 @@ def run(
 ) -> None:
     """Run (or resume) a suite and print the summary table."""
     from harness.runner import run_suite
-    from harness.suite import SuiteError, resolve_path
+    from harness.config.suite import SuiteError, resolve_path
     from harness.tasks import DataError
 
     try:
@@ -96,49 +96,15 @@ def run(
 
 @app.command()
 def validate(suites: list[str] = typer.Argument(..., help="suite names or paths")) -> None:
-    """Validate suite files without loading anything."""
-    from harness.suite import SuiteError, load, resolve_path
+    """Validate suite files without loading anything; one line per suite saying what it runs."""
+    from harness.config.suite import SuiteError, describe, load, resolve_path
 
     for name in suites:
         try:
             s = load(resolve_path(name))
         except SuiteError as exc:
             _fail(str(exc))
-        line = (
-            f"[green]ok[/] {resolve_path(name)}: {len(s.models)} model(s) × {len(s.variants)} variant(s) × "
-            f"{len(s.tasks)} task(s) × {s.defaults.repeats} repeat(s)"
-        )
-        if s.finetune is not None:
-            f = s.finetune
-            line = (line if s.variants else f"[green]ok[/] {resolve_path(name)}:") + (
-                f"{';' if s.variants else ''} finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
-                f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)"
-            )
-        if s.agents is not None:
-            a, d = s.agents, s.agents.defaults
-            has_before = bool(s.variants or s.finetune)
-            domains = ", ".join(
-                f"{name} ({len(spec.task_ids)} task(s))" if spec.task_ids
-                else f"{name} ({spec.num_tasks or 'all'} task(s) of {spec.split})"
-                for name, spec in a.domains.items()
-            )
-            line = (line if has_before else f"[green]ok[/] {resolve_path(name)}:") + (
-                f"{';' if has_before else ''} agents (τ²): {len(a.models)} model(s) × {len(a.variants)} variant(s) × "
-                f"{len(a.domains)} domain(s): {domains} × {d.trials} trial(s) × {d.repeats} repeat(s); "
-                f"max_steps {d.max_steps}, max_tokens {d.max_tokens}, seed {d.seed}, data {d.data}; "
-                f"user simulator {_endpoint(a.user)}; judge {_endpoint(a.judge) if a.judge else 'none (reward_db_only)'}"
-            )
-        console.print(line)
-
-
-def _endpoint(llm) -> str:
-    """An agents user simulator / judge as ``validate`` shows it: local model, or the endpoint,
-    flagged when its requests leave this machine."""
-    if llm.local:
-        return llm.label
-    where = llm.api_base or "the provider's default endpoint"
-    note = " [yellow](remote: τ² conversations are sent to this endpoint)[/]" if llm.remote else ""
-    return f"{llm.llm} at {where}{note}"
+        console.print(f"[green]ok[/] {resolve_path(name)}: {describe(s)}")
 
 
 def _adapter_table(title: str, registry) -> Table:
@@ -197,22 +163,40 @@ def grade(
 
 
 def _regrade_run(run_dir: Path) -> None:
-    from harness.results import read_samples
-    from harness.tasks import get_task
+    """Re-grade every stored sample with its cell kind's grader; exit 1 on any disagreement.
+    Kinds whose grades cannot be recomputed from a stored row (τ² rewards) are named and skipped."""
+    from harness.core.cell import KINDS
+    from harness.kinds import kind_instances
+    from harness.results import read_cells, read_samples
 
     if not run_dir.is_dir():
         _fail(f"run directory not found: {run_dir}")
     samples = read_samples(run_dir)
     if samples.empty:
         _fail(f"no samples under {run_dir}")
-    disagree = []
-    for row in samples.itertuples(index=False):
-        if row.correct is None or row.correct != row.correct:  # no per-sample grade (e.g. STS-B regression)
+    cells = read_cells(run_dir)
+    kind_of = dict(zip(cells["cell_hash"], cells.get("cell_kind", "eval").fillna("eval"))) if not cells.empty else {}
+    kinds = kind_instances()
+    disagree, regraded, skipped = [], 0, {}
+    for row in samples.to_dict("records"):
+        name = kind_of.get(row["cell_hash"], "eval")
+        if name not in KINDS:
+            skipped[name] = skipped.get(name, 0) + 1
             continue
-        g = get_task(row.task).grade(row.output_text, row.reference)
-        if float(g.correct) != float(row.correct):
-            disagree.append((row.variant, row.task, row.doc_id, row.correct, g.correct, g.reason))
-    console.print(f"re-graded {len(samples)} samples: {len(disagree)} disagreement(s)")
+        try:
+            grade = kinds[name].regrade(row)
+        except NotImplementedError:
+            skipped[name] = skipped.get(name, 0) + 1
+            continue
+        if grade is None:  # no per-sample grade (e.g. STS-B regression)
+            continue
+        regraded += 1
+        correct, reason = grade
+        if float(correct) != float(row["correct"]):
+            disagree.append((row["variant"], row["task"], row["doc_id"], row["correct"], correct, reason))
+    console.print(f"re-graded {regraded} of {len(samples)} samples: {len(disagree)} disagreement(s)")
+    for name, n in sorted(skipped.items()):
+        console.print(f"  {n} sample(s) of {name} cells not re-gradable (their grades are not recomputable from the stored rows)")
     for d in disagree:
         console.print(f"  {d[0]} {d[1]} doc {d[2]}: stored {d[3]} now {d[4]} ({d[5]})")
     if disagree:
@@ -308,7 +292,7 @@ def serve(
     from harness.serve.backend import suite_backends
     from harness.serve.protocol import RequestLog
     from harness.runner import check_device
-    from harness.suite import SuiteError, load, resolve_path
+    from harness.config.suite import SuiteError, load, resolve_path
 
     _check_device_flag(device)
     if max_tokens is not None and max_tokens < 1:

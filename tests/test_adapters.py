@@ -15,7 +15,7 @@ from harness.adapters.reasoning_format import detect_format
 from harness.adapters.think_budget import BudgetPlan, BudgetPolicy, ThinkBudget, ThinkBudgetParams, boxed_closed
 from harness.adapters.think_calibration import calibration_slice
 from harness.generation import GenerationSettings, eos_ids, generate
-from harness.registry import UnknownNameError
+from harness.core.registry import UnknownNameError
 from harness.testing import TinyBase
 
 # Every registered generation adapter with params that exercise it on a tiny model.
@@ -244,7 +244,7 @@ def test_calibrated_modes_scale_the_high_mean_and_share_one_calibration(tmp_path
     import harness.adapters.think_calibration as calib
 
     base = TinyBase(seed=9)
-    context = CellContext(limit=6, batch_size=4, max_new_tokens=40, work_dir=tmp_path)
+    context = CellContext(limit=6, batch_size=4, max_new_tokens=40, files={})
     settings = GenerationSettings(40, eos_token_ids=eos_ids(base.model, base.tokenizer))
     records, reasoning = {}, {}
     for mode in ("high", "medium", "low"):
@@ -269,7 +269,8 @@ def test_calibrated_modes_scale_the_high_mean_and_share_one_calibration(tmp_path
     assert records["low"]["reasoning_budget"] == max(1, math.floor(0.25 * mean + 0.5))
     assert all(records[m]["mean_reasoning_tokens"] == mean for m in records)
     assert reasoning["low"] < reasoning["medium"] < reasoning["high"]
-    assert (tmp_path / calib.CACHE_FILE).is_file()  # a resumed run finds it in the run directory
+    assert calib.CACHE_FILE in context.files  # handed back to the driver, which keeps it for a resumed run
+    assert ThinkBudget.kept_files == (calib.CACHE_FILE,)
 
 
 # --- int8 ----------------------------------------------------------------------------------

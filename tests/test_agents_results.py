@@ -180,13 +180,13 @@ def _suite(**agents):
 
 
 def test_agents_section_parses_and_expands():
-    from harness.suite import expand, parse
+    from harness.config.suite import expand, parse
 
     suite = parse(_suite(defaults={"max_steps": 8, "max_tokens": 96, "trials": 2}))
     (cell,) = expand(suite, model_ids={"embedded": "embedded-id"})
     assert cell.kind == "agent" and cell.task == "tau2/mock" and cell.max_new_tokens == 96
-    assert cell.agent["task_ids"] == ["create_task_1"] and cell.agent["trials"] == 2 and cell.agent["judge"] is None
-    assert cell.agent["user"]["model"] == "embedded" and cell.agent["data_dir"] is None
+    assert cell.settings["task_ids"] == ["create_task_1"] and cell.settings["trials"] == 2 and cell.settings["judge"] is None
+    assert cell.settings["user"]["model"] == "embedded" and cell.settings["data_dir"] is None
     other = expand(parse(_suite(defaults={"max_steps": 9, "max_tokens": 96, "trials": 2})), model_ids={"embedded": "embedded-id"})[0]
     assert other.cell_hash != cell.cell_hash  # τ² settings are part of the identity
     slower = expand(parse(_suite(defaults={"max_steps": 8, "max_tokens": 96, "trials": 2, "timeout_s": 5})),
@@ -216,33 +216,33 @@ def test_agents_section_parses_and_expands():
     ({"domains": {"mock": {"num_tasks": 99}}}, "num_tasks 99 but split 'base' has 9 task(s)"),
 ])
 def test_agents_section_errors(agents, message):
-    from harness.suite import SuiteError, parse
+    from harness.config.suite import SuiteError, parse
 
     with pytest.raises(SuiteError, match=re.escape(message)):
         parse(_suite(**agents))
 
 
 def test_agents_endpoints_that_are_allowed():
-    from harness.suite import parse
+    from harness.config.suite import parse
 
     a = parse(_suite(user={"llm": "anthropic/claude-x"},  # a provider LiteLLM knows: no api_base needed
-                       judge={"llm": "openai/qwen", "api_base": "http://127.0.0.1:8000/v1"})).agents
+                       judge={"llm": "openai/qwen", "api_base": "http://127.0.0.1:8000/v1"})).section("agents")
     assert a.user.remote and not a.judge.remote
-    assert parse(_suite(domains={"mock": {"num_tasks": 9}})).agents.domains["mock"].num_tasks == 9
+    assert parse(_suite(domains={"mock": {"num_tasks": 9}})).section("agents").domains["mock"].num_tasks == 9
 
 
 def test_shipped_agentic_suites_validate():
-    from harness.suite import load
+    from harness.config.suite import load
 
-    small = load("suites/agentic.yaml").agents
+    small = load("suites/agentic.yaml").section("agents")
     assert list(small.domains) == ["mock"] and len(small.domains["mock"].task_ids) == 3
     assert small.defaults.max_steps <= 10 and small.defaults.max_tokens <= 128
-    assert set(load("suites/agentic-full.yaml").agents.domains) == {"mock", "airline", "retail", "telecom"}
+    assert set(load("suites/agentic-full.yaml").section("agents").domains) == {"mock", "airline", "retail", "telecom"}
 
 
 def test_agentic_full_endpoint_examples_match_the_readme():
     """The user/judge examples in suites/agentic-full.yaml are the README's, and they validate."""
-    from harness.suite import parse
+    from harness.config.suite import parse
 
     root = Path(__file__).parent.parent
     readme = (root / "README.md").read_text()

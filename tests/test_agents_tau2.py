@@ -92,7 +92,7 @@ def scripted_adapters():
 def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted_adapters, monkeypatch):
     """Through run_suite: the real τ² subprocess against the loopback server, results parsed
     into cells and samples."""
-    from harness.agents.cell import AgentCellRunner
+    from harness.kinds.agents import AgentKind
     from harness.results import read_cells, read_samples
     from harness.runner import run_suite
     from harness.testing import TinyBase
@@ -102,7 +102,7 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
         base.load_time_s = 0.0
         return base
 
-    monkeypatch.setattr(AgentCellRunner, "load_base", tiny)
+    monkeypatch.setattr(AgentKind, "load_base", tiny)
     suite = tmp_path / "agentic-test.yaml"
     suite.write_text(
         "name: agentic-test\n"
@@ -149,7 +149,7 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
 
 
 def _tiny_base(monkeypatch):
-    from harness.agents.cell import AgentCellRunner
+    from harness.kinds.agents import AgentKind
     from harness.testing import TinyBase
 
     def tiny(self, ref, dtype, device):
@@ -157,7 +157,7 @@ def _tiny_base(monkeypatch):
         base.load_time_s = 0.0
         return base
 
-    monkeypatch.setattr(AgentCellRunner, "load_base", tiny)
+    monkeypatch.setattr(AgentKind, "load_base", tiny)
 
 
 def _picky_suite(tmp_path, name: str, task_ids: str):
@@ -211,7 +211,7 @@ def test_upstream_retail_without_judge_stores_reward_db_only(tmp_path, scripted_
     """``data: data_dir`` (upstream task files under HARNESS_DATA_DIR/tau2) on a retail task whose
     reward basis is [DB, NL_ASSERTION], no judge: τ² scores the DB check (its CLI alone would
     refuse the task), the harness stores it as reward_db_only and leaves reward null."""
-    from harness.agents.cell import AgentCellRunner
+    from harness.kinds.agents import AgentKind
     from harness.results import read_cells, read_samples
     from harness.runner import run_suite
     from harness.testing import TinyBase
@@ -221,7 +221,7 @@ def test_upstream_retail_without_judge_stores_reward_db_only(tmp_path, scripted_
         base.load_time_s = 0.0
         return base
 
-    monkeypatch.setattr(AgentCellRunner, "load_base", tiny)
+    monkeypatch.setattr(AgentKind, "load_base", tiny)
     suite = tmp_path / "retail-test.yaml"
     suite.write_text(
         "name: retail-test\n"
@@ -247,11 +247,11 @@ def test_upstream_retail_without_judge_stores_reward_db_only(tmp_path, scripted_
 def test_embedded_model_runs_a_mock_task_end_to_end(tmp_path, embedded, monkeypatch):
     """The embedded 135M model as agent and user simulator on one mock task, short: the
     pipeline runs and records tokens and time (its reward is ~0; not asserted)."""
-    from harness.agents.cell import AgentCellRunner
+    from harness.kinds.agents import AgentKind
     from harness.results import read_cells, read_samples
     from harness.runner import run_suite
 
-    monkeypatch.setattr(AgentCellRunner, "load_base", lambda self, ref, dtype, device: embedded)
+    monkeypatch.setattr(AgentKind, "load_base", lambda self, ref, dtype, device: embedded)
     suite = tmp_path / "agentic-embedded.yaml"
     suite.write_text(
         "name: agentic-embedded\n"

@@ -81,7 +81,7 @@ def test_think_modes_calibrated_budgets_order_reasoning(embedded, monkeypatch, t
     assert detect_format(tok).kind == "plain_text"  # SmolLM2 has no think tokens
     spec = get_task("gsm8k")
     docs = spec.load_docs()
-    cap, context = 96, CellContext(limit=2, batch_size=4, max_new_tokens=96, work_dir=tmp_path)
+    cap, context = 96, CellContext(limit=2, batch_size=4, max_new_tokens=96, files={})
     settings = GenerationSettings(cap, eos_token_ids=eos_ids(embedded.model, tok))
     records, reasoning, texts = {}, {}, {}
     for mode in ("high", "medium", "low", "no_thinking"):

@@ -15,7 +15,7 @@ import torch
 from harness.finetune import FINETUNE_ADAPTERS, FitContext, TrainSettings
 from harness.finetune.measure import count_params, serialize_state, time_switch
 from harness.finetune.testing import SyntheticData, tiny_encoder_base
-from harness.registry import UnknownNameError
+from harness.core.registry import UnknownNameError
 
 # Every registered fine-tuning adapter with params that exercise it on the tiny model.
 CONTRACT_CASES = {

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from harness import suite as S
+from harness.config import suite as S
 from harness.cli import app
 from harness.results import read_cells, read_samples
 from harness.runner import run_suite
@@ -105,10 +105,10 @@ def test_training_cells_write_their_columns(first_run):
 
 
 def test_rerun_resumes_and_summary_shows_training_cells(first_run, monkeypatch):
-    from harness.finetune.cell import FinetuneCellRunner
+    from harness.kinds.finetune import FinetuneKind
 
     path, root, report = first_run
-    monkeypatch.setattr(FinetuneCellRunner, "load_base", lambda *a, **k: pytest.fail("loaded on a no-op resume"))
+    monkeypatch.setattr(FinetuneKind, "load_base", lambda *a, **k: pytest.fail("loaded on a no-op resume"))
     again = run_suite(path, root)
     assert again.run_id == report.run_id and again.ran == 0 and again.skipped == 8
     result = CliRunner().invoke(app, ["summary", str(root)])

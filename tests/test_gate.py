@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.gate import GateInputError, run_gate
 from harness.results import RunStore, read_cells
-from harness.suite import Suite, stable_hash, suite_hash
+from harness.config.suite import Suite, suite_hash
+from harness.core.hashing import stable_hash
 
 MODEL = "embedded:test-model@abc123"
 

@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import binom
 
 from harness.gate.stats import accuracy_test, cost_test, length_ratio, mcnemar_exact, paired_bootstrap_p
-from harness.suite import Gate
+from harness.config.gate import Gate
 
 REPO = Path(__file__).resolve().parents[1]
 

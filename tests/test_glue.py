@@ -17,7 +17,7 @@ import yaml
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
-from harness import suite as S
+from harness.config import suite as S
 from harness.adapters import ADAPTERS
 from harness.scoring import encode_pair, score
 from harness.tasks import DataError, get_task
@@ -141,7 +141,7 @@ def test_mcc_f1_and_accuracy_on_a_constructed_confusion():
     f1 = 2 * tp / (2 * tp + fp + fn)
     acc = (tp + tn) / (tp + tn + fp + fn)
 
-    from harness.choice_rows import choice_metric_columns
+    from harness.kinds.eval.choice_rows import choice_metric_columns
 
     cola = get_task("cola")
     _, results, _ = _evaluate(cola, *_binary_docs(cola, confusion))
@@ -336,7 +336,9 @@ def test_nlu_suite_runs_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, data_d
     from harness.runner import run_suite
 
     tiny = TinyBase()
-    monkeypatch.setattr(models, "resolve", lambda ref: models.ModelRef("test", tiny.canonical_id, "tiny"))
+    from harness.core import refs
+
+    monkeypatch.setattr(refs, "resolve", lambda ref: models.ModelRef("test", tiny.canonical_id, "tiny"))
     monkeypatch.setattr(
         models,
         "load",

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_results_imports_no_torch_no_pynvml():
     code = (
         "import harness.results, harness.results.schema, harness.results.store, "
-        "harness.results.reader, harness.results.stats, harness.results.pareto, "
+        "harness.results.reader, harness.core.stats, harness.results.pareto, "
         "harness.results.summary; import sys; "
         "bad = [m for m in ('torch', 'pynvml') if m in sys.modules]; "
         "assert not bad, f'harness.results imported {bad}'"

@@ -366,7 +366,7 @@ def test_tiny_truncation_counted(tiny_served):
 def test_suite_backends_serve_agents_variants(monkeypatch):
     from harness import models
     from harness.serve.backend import suite_backends
-    from harness.suite import load, resolve_path
+    from harness.config.suite import load, resolve_path
     from harness.testing import TinyBase
 
     loaded = []
@@ -374,7 +374,7 @@ def test_suite_backends_serve_agents_variants(monkeypatch):
     suite = load(resolve_path("agentic"))
     backends = suite_backends(suite, ["baseline"])
     assert list(backends) == ["baseline"] and loaded == [("embedded", "fp32")]
-    assert backends["baseline"].max_tokens == suite.agents.defaults.max_tokens
+    assert backends["baseline"].max_tokens == suite.section("agents").defaults.max_tokens
     with pytest.raises(ValueError, match=r"'nope'.*servable variants: \['baseline'"):
         suite_backends(suite, ["nope"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import suite as S
+from harness.config import suite as S
 
 REPO = Path(__file__).resolve().parents[1]
 IDS = {"embedded": "embedded:test@000"}
@@ -163,7 +163,7 @@ def test_missing_data_fails_before_any_model_loads(tmp_path, monkeypatch):
 
 
 def test_warmup_is_a_setting_but_not_part_of_the_cell_identity():
-    from harness.suite import expand, parse
+    from harness.config.suite import expand, parse
 
     def cells(warmup):
         data = {"name": "w", "models": ["embedded"], "tasks": ["gsm8k"], "variants": [{"name": "b", "adapter": "baseline"}],

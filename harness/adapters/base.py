@@ -15,14 +15,13 @@ and/or a model transform.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict
 
 from harness.generation import DecodePolicy
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 
 class AdapterParams(PydanticModel):
@@ -39,14 +38,16 @@ class CellContext:
         limit: the cell evaluates the task's first ``limit`` docs (``None``: all of them).
         batch_size: requests decoded together.
         max_new_tokens: the task's token cap per request.
-        work_dir: the run directory, where an adapter may keep files a resumed run reuses
-            (``None`` outside a run).
+        files: the files this adapter keeps in the run directory (``kept_files``), ``name →
+            bytes``: what earlier cells or a resumed run left, updated in place with what to keep
+            (the driver writes them; an adapter never writes into the results folder).
+            ``None`` outside a run: nothing is kept.
     """
 
     limit: int | None
     batch_size: int
     max_new_tokens: int
-    work_dir: Path | None = None
+    files: dict[str, bytes] | None = None
 
 
 class Adapter:
@@ -65,6 +66,8 @@ class Adapter:
             ``False`` (the default) for techniques that live in the decode loop (early exit,
             budget forcing, model switching, speculation): suites refuse to pair those with
             log-likelihood tasks before anything loads.
+        kept_files: run-directory files :meth:`prepare` reads and updates through
+            ``CellContext.files`` (e.g. a calibration reused by later cells and resumed runs).
     """
 
     name: ClassVar[str] = ""
@@ -74,6 +77,7 @@ class Adapter:
     counters: ClassVar[dict[str, str]] = {}
     batchable: ClassVar[bool] = True
     supports_loglikelihood: ClassVar[bool] = False
+    kept_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: AdapterParams | dict[str, Any] | None = None):
         if not isinstance(params, AdapterParams):

@@ -220,7 +220,7 @@ class EntropySwitch(Adapter):
 
     def check(self, max_new_tokens: int) -> None:
         if self.params.small_model is not None:
-            from harness.suite import model_ref_problem
+            from harness.core.refs import model_ref_problem
 
             problem = model_ref_problem(self.params.small_model)
             if problem:

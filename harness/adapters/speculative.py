@@ -283,7 +283,7 @@ class Speculative(Adapter):
 
     def check(self, max_new_tokens: int) -> None:
         if self.params.draft == "model":
-            from harness.suite import model_ref_problem
+            from harness.core.refs import model_ref_problem
 
             problem = model_ref_problem(self.params.draft_model)
             if problem:

@@ -256,6 +256,7 @@ class ThinkBudget(Adapter):
         "answer_tokens": "tokens from the end of reasoning on (</think> or the answer cue included)",
         "budget_forced": "1 when the reasoning budget ran out and the end of reasoning was forced",
     }
+    kept_files = ("think_budget_calibration.json",)  # think_calibration.CACHE_FILE
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -319,7 +320,7 @@ class ThinkBudget(Adapter):
             ValueError: the evaluated docs would overlap the calibration slice.
         """
         from harness.adapters.think_calibration import calibrate_high
-        from harness.suite import stable_json
+        from harness.core.hashing import stable_json
 
         mode = self.params.mode
         if mode not in MODE_SCALE:

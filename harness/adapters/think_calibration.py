@@ -12,18 +12,16 @@ part of the measured figures); its wall time is reported separately.
 
 Cache: calibrations are keyed by everything that determines them (model id, dtype, device,
 chat template, task and version, slice, token cap, batch size, the High system prompt, the
-reasoning format, the answer budget and cue) and stored in ``<run dir>/think_budget_calibration.json``,
-so Medium and Low of one run, and a resumed run, reuse High's calibration. Without a run
-directory nothing is cached.
+reasoning format, the answer budget and cue) and kept in ``<run dir>/think_budget_calibration.json``
+(handed in and back through ``CellContext.files``; the driver writes it), so Medium and Low of
+one run, and a resumed run, reuse High's calibration. Outside a run nothing is cached.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.adapters.reasoning_format import chat_prompt, detect_format
@@ -89,19 +87,14 @@ class HighCalibration:
         return {**asdict(self), "n": self.n, "slice": f"docs[{self.doc_start}:{self.doc_stop}]"}
 
 
-def _read_cache(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.is_file():
+def _read_cache(files: dict[str, bytes] | None) -> dict[str, Any]:
+    data = (files or {}).get(CACHE_FILE)
+    if not data:
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
         return {}  # a damaged cache is only a cache: measure again
-
-
-def _write_cache(path: Path, entries: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def calibrate_high(
@@ -123,7 +116,7 @@ def calibrate_high(
     Raises:
         ValueError: the evaluated docs would overlap the calibration slice.
     """
-    from harness.suite import stable_hash
+    from harness.core.hashing import stable_hash
 
     start, stop = calibration_slice(len(docs), n_docs, context.limit, spec.name)
     fmt = detect_format(base.tokenizer)
@@ -144,8 +137,7 @@ def calibrate_high(
             **key_extra,
         }
     )
-    path = Path(context.work_dir) / CACHE_FILE if context.work_dir else None
-    cached = _read_cache(path).get(key)
+    cached = _read_cache(context.files).get(key)
     if cached is not None:
         return HighCalibration(**cached), 0.0
 
@@ -176,8 +168,8 @@ def calibrate_high(
         max_new_tokens=context.max_new_tokens,
         measured_time_s=spent_s,
     )
-    if path is not None:
-        entries = _read_cache(path)
+    if context.files is not None:
+        entries = _read_cache(context.files)
         entries[key] = asdict(calibration)
-        _write_cache(path, entries)
+        context.files[CACHE_FILE] = json.dumps(entries, indent=1, sort_keys=True).encode()
     return calibration, spent_s

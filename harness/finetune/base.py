@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict
 
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 
 class FinetuneParams(PydanticModel):

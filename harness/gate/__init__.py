@@ -15,7 +15,7 @@ on the same hardware.
 Modules: :mod:`~harness.gate.matching` (load and match cells and samples),
 :mod:`~harness.gate.stats` (the tests), :mod:`~harness.gate.checks` (the checks per cell),
 :mod:`~harness.gate.report` (markdown and JSON), :mod:`~harness.gate.baseline`
-(``make baseline``). Settings: :class:`harness.suite.Gate` (a suite's ``gate:`` section).
+(``make baseline``). Settings: :class:`harness.config.gate.Gate` (a suite's ``gate:`` section).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from pydantic import ValidationError
 
 from harness.gate.checks import FAIL, Check, cell_checks, missing_cell_check
 from harness.gate.matching import GateInputError, Side, load_side, match
-from harness.suite import Gate, Suite
+from harness.config.gate import Gate
+from harness.config.suite import Suite
 
 __all__ = ["GateInputError", "GateResult", "Gate", "run_gate", "resolve_settings"]
 
@@ -90,7 +91,7 @@ def resolve_settings(
 
     Source order: ``suite`` (a suite YAML file), else the ``suite_config`` stored in the
     candidate's ``run.json``, else the baseline's, else the defaults. ``overrides`` (CLI flags;
-    keys of :class:`~harness.suite.Gate`) win over all of them.
+    keys of :class:`~harness.config.gate.Gate`) win over all of them.
 
     Raises:
         GateInputError: unreadable or invalid suite file, invalid ``gate:`` section or override.
@@ -143,7 +144,7 @@ def run_gate(
         candidate: run directory (or results root / folder of runs) under test.
         suite: suite YAML for the ``gate:`` settings and ``length_changing`` variants; default:
             the suite config stored in the runs' ``run.json``.
-        overrides: :class:`~harness.suite.Gate` fields to override (None values ignored).
+        overrides: :class:`~harness.config.gate.Gate` fields to override (None values ignored).
 
     Raises:
         GateInputError: unusable input (exit code 2).

@@ -32,11 +32,11 @@ def make_baseline(
 
     Raises:
         RuntimeError: if a cell failed (nothing installed).
-        harness.suite.SuiteError: invalid suite.
+        harness.config.errors.SuiteError: invalid suite.
     """
     from harness.results.reader import run_dirs
     from harness.runner import run_suite
-    from harness.suite import load, resolve_path
+    from harness.config.suite import load, resolve_path
 
     path = resolve_path(suite)
     name = load(path).name
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="samples per task (default: the suite's)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the suite's)")
     args = parser.parse_args(argv)
-    from harness.suite import SuiteError
+    from harness.config.suite import SuiteError
 
     try:
         final = make_baseline(args.suite, args.into, args.limit, args.device)

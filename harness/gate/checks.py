@@ -34,7 +34,7 @@ import pandas as pd
 
 from harness.gate.matching import CellPair, key_dict
 from harness.gate.stats import accuracy_test, cost_test, length_ratio
-from harness.suite import Gate
+from harness.config.gate import Gate
 
 __all__ = ["Check", "COST_METRICS", "cell_checks", "missing_cell_check"]
 

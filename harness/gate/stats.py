@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import binomtest
 
-from harness.results.stats import coefficient_of_variation
+from harness.core.stats import coefficient_of_variation
 
 __all__ = [
     "AccuracyTest",

@@ -14,7 +14,7 @@ from harness.results.schema import (
     cell_table,
     sample_table,
 )
-from harness.results.stats import (
+from harness.core.stats import (
     accuracy_with_ci,
     bootstrap_mean_ci,
     percentile,

@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.3"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²)
+SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -75,7 +75,8 @@ CELL_SCHEMA = pa.schema(
         _f("run_id", _STR, nullable=False),
         _f("cell_hash", _STR, nullable=False),
         _f("params_hash", _STR),
-        _f("hardware_id", _STR),
+        _f("hardware_id", _STR),  # the hardware class the cell ran on (GPU model, driver, CPU model)
+        _f("provenance_json", _STR),  # the machine the cell ran on (telemetry.collect_provenance), JSON
         _f("suite", _STR),
         _f("model", _STR),
         _f("dtype", _STR),

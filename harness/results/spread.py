@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.results.stats import coefficient_of_variation
+from harness.core.stats import coefficient_of_variation
 
 __all__ = ["REPEAT_KEY", "SPREAD_METRICS", "repeat_spread"]
 

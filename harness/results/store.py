@@ -249,6 +249,29 @@ class RunStore:
         _atomic_write_parquet(path, telemetry_series_table(rows))
         return path
 
+    # ---- kept files --------------------------------------------------------------------------
+    def _kept_path(self, name: str) -> Path:
+        path = (self.run_dir / name).resolve()
+        if self.run_dir.resolve() not in path.parents or name.startswith(("cells/", "samples/", RUN_JSON)):
+            raise ValueError(f"kept file {name!r} must be a relative path inside the run, outside cells/ and samples/")
+        return path
+
+    def write_file(self, name: str, data: bytes) -> Path:
+        """Write a file a cell keeps (a calibration, τ²'s raw results) at ``<run>/<name>``,
+        atomically (the driver's job: workers hand files back, they never write here).
+
+        Raises:
+            ValueError: ``name`` leaves the run directory or names a results file.
+        """
+        path = self._kept_path(name)
+        _atomic_write_bytes(path, data)
+        return path
+
+    def read_file(self, name: str) -> bytes | None:
+        """A kept file's bytes, or ``None`` when it does not exist."""
+        path = self._kept_path(name)
+        return path.read_bytes() if path.is_file() else None
+
     @property
     def run_json_path(self) -> Path:
         return self.run_dir / RUN_JSON

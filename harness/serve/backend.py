@@ -264,7 +264,7 @@ def suite_backends(
     max_tokens: int | None = None,
     max_prompt_tokens: int | None = None,
 ) -> dict[str, VariantBackend]:
-    """Backends for the named variants of ``suite`` (a :class:`harness.suite.Suite`), keyed by
+    """Backends for the named variants of ``suite`` (a :class:`harness.config.suite.Suite`), keyed by
     variant name: the top-level ``variants`` and the ``agents:`` section's. One base model is
     loaded per (model, dtype) and shared (adapters never mutate it).
 
@@ -283,7 +283,7 @@ def suite_backends(
     from harness import models
     from harness.adapters import ADAPTERS
 
-    agents = getattr(suite, "agents", None)
+    agents = suite.section("agents")
     # name -> (variant, the section's models, the section's default completion cap)
     by_name: dict[str, tuple[Any, list[str], int]] = {}
     for v in suite.variants:

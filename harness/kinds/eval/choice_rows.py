@@ -23,11 +23,11 @@ Cell columns: ``metric_<name>`` for each of the task's metrics other than ``acc`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from typing import Any
 
+from harness.core.rows import sample_row
 from harness.tasks.choice import ChoiceTaskSpec, format_score
 
 __all__ = ["choice_metric_columns", "choice_sample_rows"]
@@ -37,7 +37,7 @@ def choice_sample_rows(cell, spec: ChoiceTaskSpec, records: list[dict], stats: d
     """Sample rows (schema column names, sorted by ``doc_id``) of a multiple-choice cell.
 
     Args:
-        cell: the :class:`harness.suite.Cell`.
+        cell: the :class:`harness.core.cell.Cell`.
         spec: the task.
         records: lm-eval's ``output["samples"][task]``.
         stats: the variant's ``(task, doc_id, idx) → RequestStats``.
@@ -70,28 +70,25 @@ def choice_sample_rows(cell, spec: ChoiceTaskSpec, records: list[dict], stats: d
         reason += "log-likelihoods (nats): " + ", ".join(f"{c}={lp:.4f}" for c, lp in zip(spec.choices, logprobs))
         prompt = requests[0].prompt_text
         rows.append(
-            {
-                "model": cell.model_id,
-                "variant": cell.variant.name,
-                "task": cell.task,
-                "doc_id": doc_id,
-                "prompt_hash": hashlib.sha256(prompt.encode()).hexdigest()[:16],
-                "prompt_text": prompt,
-                "output_text": output_text,
-                "extracted_answer": spec.answer(prediction),
-                "reference": spec.reference(doc),
-                "correct": correct,
-                "grade_reason": reason,
-                "input_tokens": sum(s.input_tokens for s in requests),
-                "output_tokens": None,
-                "finish_reason": None,
-                "latency_s": sum(s.latency_s for s in requests),
-                "ttft_s": None,
-                "tpot_s": None,
-                "itl_s": None,
-                "batch_size": max(s.batch_size for s in requests),
-                "counters_json": json.dumps(requests[0].counters, sort_keys=True),
-            }
+            sample_row(
+                cell,
+                doc_id,
+                prompt,
+                output_text=output_text,
+                extracted_answer=spec.answer(prediction),
+                reference=spec.reference(doc),
+                correct=correct,
+                grade_reason=reason,
+                input_tokens=sum(s.input_tokens for s in requests),
+                output_tokens=None,
+                finish_reason=None,
+                latency_s=sum(s.latency_s for s in requests),
+                ttft_s=None,
+                tpot_s=None,
+                itl_s=None,
+                batch_size=max(s.batch_size for s in requests),
+                counters_json=json.dumps(requests[0].counters, sort_keys=True),
+            )
         )
     rows.sort(key=lambda r: r["doc_id"])
     return rows

@@ -1,4 +1,5 @@
-"""A small generic registry: register by name with a decorator, look up with "did you mean".
+"""A small generic registry: register by name with a decorator, look up with "did you mean",
+and discover a package's plug-ins without a hand-kept import list.
 
 Follows the shape of lm-evaluation-harness's ``lm_eval/api/registry.py`` (one generic
 registry with a base-class check), written for this project.
@@ -7,6 +8,8 @@ registry with a base-class check), written for this project.
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -57,11 +60,26 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def add(self, name: str, item: T) -> T:
+        """Register an *instance* (e.g. a task spec) under ``name``.
+
+        Raises:
+            TypeError: ``item`` is not an instance of the registry's base.
+            ValueError: ``name`` is already taken by another item.
+        """
+        if not isinstance(item, self.base):
+            raise TypeError(f"{item!r} must be a {self.base.__name__} to be a {self.kind}")
+        existing = self._items.get(name)
+        if existing is not None and existing is not item:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = item  # type: ignore[assignment]
+        return item
+
     def unregister(self, name: str) -> None:
         """Remove ``name`` (for test-only registrations)."""
         self._items.pop(name, None)
 
-    def get(self, name: str) -> type[T]:
+    def get(self, name: str) -> type[T]:  # (or the instance, for a registry filled with add)
         """The class registered as ``name``.
 
         Raises:
@@ -80,3 +98,17 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def discover(package: str) -> list[str]:
+    """Import every module of ``package`` (one level, ``_private`` modules skipped), so their
+    registration decorators run: a new plug-in is a new file, never an edit of a list.
+
+    Returns:
+        The imported module names, sorted.
+    """
+    pkg = importlib.import_module(package)
+    names = sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(name)
+    return names

@@ -9,23 +9,23 @@ window. The server's request log is cut by that window to attribute the variant'
 window's measured energy × the variant's share of the window's time (``energy_attributed``).
 The user simulator's and judge's requests are excluded from the variant's figures.
 
-Same :class:`harness.cells.CellRunner` protocol, executor, resume and results store as the
-evaluation and training cells. Sample rows hold one simulation each (``doc_id`` = task index ×
+Same :class:`harness.core.cell.CellKind` contract, executors, resume and results store as the
+evaluation and training cells. τ²'s raw results and logs go to a temporary folder and come
+back in the outcome's ``files`` (``tau2/<cell_hash>/…``), which the driver writes. Sample rows hold one simulation each (``doc_id`` = task index ×
 trials + trial); ``correct`` is τ²'s success (reward within 1e-6 of 1), so the gate's paired
 tests and the dashboard's sample view work unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from harness.suite import Cell
+from harness.core.cell import Cell, CellOutcome
+from harness.core.rows import energy_ratios, mean, sample_row
 
 VARIANT_NAME = "variant"
 USER_NAME = "user-simulator"
@@ -80,10 +80,9 @@ def resolve_task_ids(agent: dict) -> list[str]:
     return tasks[:n] if n else tasks
 
 
-class AgentCellRunner:
-    """Agent cells (``kind = "agent"``)."""
-
-    kind = "agent"
+class AgentRunner:
+    """Loading, input checks and running of agent cells (the registered kind,
+    :class:`harness.kinds.agents.AgentKind`, adds the suite section)."""
 
     def __init__(self) -> None:
         self._extra_bases: dict[tuple[str, str, str], Any] = {}
@@ -109,7 +108,7 @@ class AgentCellRunner:
             raise DataError(str(exc)) from None
         for cell in cells:
             try:
-                ids = resolve_task_ids(cell.agent)
+                ids = resolve_task_ids(cell.settings)
             except (OSError, ValueError) as exc:
                 raise DataError(f"{cell.task}: {exc}") from None
             if not ids:
@@ -131,23 +130,29 @@ class AgentCellRunner:
         adapter = ADAPTERS.get(llm["adapter"])(llm.get("params") or {})
         return serve_variant(adapter.wrap(model, batch_size=1, max_new_tokens=max_tokens))
 
-    def run(self, cell: Cell, base, telemetry, on_progress=None, work_dir=None):
-        """Run τ² on every (task, trial) of the cell; returns a :class:`harness.cells.CellOutcome`."""
+    def run(self, cell: Cell, base, telemetry, on_progress=None, files=None) -> CellOutcome:
+        """Run τ² on every (task, trial) of the cell, in a temporary folder whose files come
+        back in the outcome (``tau2/<cell_hash>/<name>``)."""
+        with tempfile.TemporaryDirectory(prefix="harness-tau2-") as tmp:
+            outcome = self._run(cell, base, telemetry, on_progress, Path(tmp) / "tau2" / cell.cell_hash)
+            root = Path(tmp)
+            outcome.files = {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+        return outcome
+
+    def _run(self, cell: Cell, base, telemetry, on_progress, out_dir: Path) -> CellOutcome:
         import os
 
         from harness.adapters import ADAPTERS
         from harness.agents import results as res
         from harness.agents import tau2_run
-        from harness.cells import CellOutcome
         from harness.serve.app import create_app
         from harness.serve.protocol import RequestLog
         from harness.serve.server import ServerThread
 
-        cfg = cell.agent
+        cfg = cell.settings
         max_tokens = cfg["max_tokens"]
         task_ids = resolve_task_ids(cfg)
         trials = cfg["trials"]
-        out_dir = Path(work_dir or tempfile.mkdtemp(prefix="harness-tau2-")) / "tau2" / cell.cell_hash
         out_dir.mkdir(parents=True, exist_ok=True)
         variant = ADAPTERS.get(cell.variant.adapter)(cell.params).wrap(base, batch_size=1, max_new_tokens=max_tokens)
         backends = {VARIANT_NAME: serve_variant(variant)}
@@ -260,15 +265,9 @@ class AgentCellRunner:
 
     @staticmethod
     def _sample(cell: Cell, r: dict) -> dict[str, Any]:
-        text = f"tau2/{cell.agent['domain']}/{r['task_id']}#trial{r['trial']}"
+        text = f"tau2/{cell.settings['domain']}/{r['task_id']}#trial{r['trial']}"
         success = r["success"]
-        return {
-            "model": cell.model_id,
-            "variant": cell.variant.name,
-            "task": cell.task,
-            "doc_id": r["doc_id"],
-            "prompt_hash": hashlib.sha256(text.encode()).hexdigest()[:16],
-            "prompt_text": text,
+        return sample_row(cell, r["doc_id"], text) | {
             "output_text": r.get("note"),
             "extracted_answer": r["termination_reason"],
             "reference": None,
@@ -301,9 +300,8 @@ class AgentCellRunner:
 
     @staticmethod
     def _cell_row(res, cell: Cell, rows: list[dict], window, variant, backends, cfg) -> dict[str, Any]:
-        from harness.cells import _mean
         from harness.models import param_bytes
-        from harness.results.stats import accuracy_with_ci, percentile
+        from harness.core.stats import accuracy_with_ci, percentile
 
         n = len(rows)
         scored = [r for r in rows if r["success"] is not None]
@@ -341,7 +339,7 @@ class AgentCellRunner:
             "accuracy_ci95_high": high,
             "output_tokens_mean": agent_out / n if n else None,
             "output_tokens_total": agent_out,
-            "input_tokens_mean": _mean([r["agent_input_tokens"] for r in rows]),
+            "input_tokens_mean": mean([r["agent_input_tokens"] for r in rows]),
             "truncation_rate": sum(r["termination_reason"] == "max_steps" for r in rows) / n if n else None,
             "latency_p50_s": percentile(durations, 50),
             "latency_p90_s": percentile(durations, 90),
@@ -352,9 +350,7 @@ class AgentCellRunner:
             "throughput_tok_per_s": agent_out / gen_time if gen_time else None,
             "tokens_per_correct": agent_tok / n_success if n_success else None,
             "param_bytes": param_bytes(model) if model is not None else None,
-            "energy_per_token_j": energy / agent_out if energy is not None and agent_out else None,
-            "energy_per_sample_j": energy / n if energy is not None and n else None,
-            "energy_per_correct_j": energy / n_success if energy is not None and n_success else None,
+            **energy_ratios(energy, n, n_success, agent_out),
             # agent block (schema 1.3)
             "agent_domain": cfg["domain"],
             "agent_tasks": len(by_task) if by_task else len({r["task_id"] for r in rows}),
@@ -363,8 +359,8 @@ class AgentCellRunner:
             "success_rate": acc,
             "pass_hat_1": pass_k.get("1"),
             "pass_hat_k_json": json.dumps(pass_k, sort_keys=True),
-            "reward_mean": _mean([r["reward"] for r in rows if r["reward"] is not None]),
-            "reward_db_only_mean": _mean(db_only) if db_only else None,
+            "reward_mean": mean([r["reward"] for r in rows if r["reward"] is not None]),
+            "reward_db_only_mean": mean(db_only) if db_only else None,
             "agent_tokens_per_task": agent_tok / n if n else None,
             "agent_tokens_per_success": agent_tok / n_success if n_success else None,
             "user_tokens_per_task": user_tok / n if n else None,

@@ -1,6 +1,6 @@
 """The training-cell runner: fine-tune an encoder on a GLUE train split, evaluate on validation.
 
-Same :class:`harness.cells.CellRunner` protocol, executor, resume and results store as the
+Same :class:`harness.core.cell.CellKind` contract, executors, resume and results store as the
 evaluation cells. Per cell: build a fresh classification model from the group's pretrained
 encoder (head seeded by the cell's seed), train it with the technique inside one telemetry
 window (``train_time_s``, ``train_energy_j`` and its source, peak RSS), evaluate every
@@ -13,18 +13,16 @@ correct), so the gate's paired tests and the dashboard's sample view work unchan
 
 from __future__ import annotations
 
-import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # harness.cells imports this module to register the runner
-    from harness.suite import Cell
+from harness.core.cell import Cell, CellOutcome
+from harness.core.rows import energy_ratios, sample_row
 
 
-class FinetuneCellRunner:
-    """Training cells (``kind = "finetune"``)."""
-
-    kind = "finetune"
+class FinetuneRunner:
+    """Loading, input checks and running of training cells (the registered kind,
+    :class:`harness.kinds.finetune.FinetuneKind`, adds the suite section)."""
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], list[dict]] = {}
@@ -61,19 +59,18 @@ class FinetuneCellRunner:
             self._rows[key] = get_finetune_task(task).load(split)
         return self._rows[key]
 
-    def run(self, cell: Cell, base, telemetry, on_progress=None, work_dir=None):
-        """Train and evaluate one cell; returns a :class:`harness.cells.CellOutcome`."""
-        from harness.cells import CellOutcome
+    def run(self, cell: Cell, base, telemetry, on_progress=None, files=None) -> CellOutcome:
+        """Train and evaluate one cell."""
         from harness.finetune.base import FitContext, TrainSettings
         from harness.finetune.data import encode, get_finetune_task
         from harness.finetune.measure import count_params, serialize_state, time_switch
         from harness.finetune.metrics import task_metrics
         from harness.finetune.train import TrainData, evaluate
         from harness.models import param_bytes
-        from harness.results.stats import accuracy_with_ci
+        from harness.core.stats import accuracy_with_ci
 
         adapter = self._adapter(cell)
-        settings = TrainSettings(**cell.train)
+        settings = TrainSettings(**cell.settings)
         tasks = [get_finetune_task(t) for t in adapter.tasks(cell.task)]
         task = tasks[0]
         data = TrainData(tasks, {t.name: self._split(t.name, "train") for t in tasks}, base.tokenizer,
@@ -115,8 +112,7 @@ class FinetuneCellRunner:
             "metric_f1": metrics["f1"],
             "metric_mcc": metrics["mcc"],
             "param_bytes": param_bytes(fit.model),
-            "energy_per_sample_j": energy / len(val) if energy is not None and len(val) else None,
-            "energy_per_correct_j": energy / sum(correct) if energy is not None and sum(correct) else None,
+            **energy_ratios(energy, len(val), sum(correct)),
             **counters,
             # training-cell columns
             "task_metric": task.metric,
@@ -131,28 +127,26 @@ class FinetuneCellRunner:
             "final_train_loss": fit.final_train_loss,
             "adapter_bytes": len(blob),
             "switch_time_s": switch_s,
-            "train_config_json": json.dumps(cell.train, sort_keys=True),
+            "train_config_json": json.dumps(cell.settings, sort_keys=True),
             "technique_json": json.dumps(fit.extra, sort_keys=True) if fit.extra else None,
         }
         samples = []
         for k, (doc_id, text) in enumerate(zip(val.doc_ids, (doc_text(task, r) for r in rows))):
             samples.append(
-                {
-                    "model": cell.model_id,
-                    "variant": cell.variant.name,
-                    "task": task.name,
-                    "doc_id": doc_id,
-                    "prompt_hash": hashlib.sha256(text.encode()).hexdigest()[:16],
-                    "prompt_text": text,
-                    "output_text": task.label_names[headline[k]],
-                    "extracted_answer": str(headline[k]),
-                    "reference": str(val.labels[k]),
-                    "correct": correct[k],
-                    "grade_reason": "label match",
-                    "input_tokens": len(val.input_ids[k]),
-                    "batch_size": settings.eval_batch_size,
-                    "counters_json": json.dumps({f"pred_{n}": v[k] for n, v in preds.items() if n}, sort_keys=True),
-                }
+                sample_row(
+                    cell,
+                    doc_id,
+                    text,
+                    task=task.name,
+                    output_text=task.label_names[headline[k]],
+                    extracted_answer=str(headline[k]),
+                    reference=str(val.labels[k]),
+                    correct=correct[k],
+                    grade_reason="label match",
+                    input_tokens=len(val.input_ids[k]),
+                    batch_size=settings.eval_batch_size,
+                    counters_json=json.dumps({f"pred_{n}": v[k] for n, v in preds.items() if n}, sort_keys=True),
+                )
             )
         return CellOutcome(cell_row=row, sample_rows=samples)
 

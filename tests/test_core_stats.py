@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.results.stats import (
+from harness.core.stats import (
     accuracy_with_ci,
     bootstrap_mean_ci,
     is_binary,

@@ -1,0 +1,142 @@
+"""Running one evaluation cell: ``adapter.wrap(base)`` evaluated by lm-eval on a harness task,
+inside one telemetry window — generation tasks through ``generate_until`` and the harness
+grader, multiple-choice tasks through ``loglikelihood`` (rows: :mod:`.choice_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.core.cell import Cell, CellOutcome
+from harness.core.rows import cell_metrics, counter_columns, energy_ratios, sample_row
+
+WARMUP_TOKENS = 8
+"""Tokens decoded per warm-up request: enough to run prefill and the decode step's kernels."""
+
+
+def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> float:
+    """Decode ``n`` of the task's own prompts (chat template applied) before the measured
+    window; returns their wall time (the cold start)."""
+    picked = [docs[i % len(docs)] for i in range(n)]
+    prompts = [variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]) for d in picked]
+    return variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
+
+
+def generation_sample_rows(cell: Cell, spec, records: list[dict], variant_stats: dict) -> list[dict[str, Any]]:
+    """Sample rows (schema column names, sorted by ``doc_id``) of a generation cell: lm-eval's
+    per-sample records joined with the variant's ``(task, doc_id, 0) → RequestStats`` and graded
+    by the harness grader, which must agree with lm-eval's score (``RuntimeError`` otherwise)."""
+    from harness.tasks.lm_eval_bridge import METRIC
+
+    samples = []
+    for record in records:
+        stats = variant_stats.get((cell.task, record["doc_id"], 0))
+        if stats is None:
+            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
+        text = record["filtered_resps"][0]
+        reference = spec.reference(record["doc"])
+        grade = spec.grade(text, reference)
+        if float(grade.correct) != float(record[METRIC]):
+            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
+        samples.append(
+            sample_row(
+                cell,
+                record["doc_id"],
+                stats.prompt_text,
+                output_text=text,
+                extracted_answer=grade.extracted,
+                reference=reference,
+                correct=float(grade.correct),
+                grade_reason=grade.reason,
+                input_tokens=stats.input_tokens,
+                output_tokens=stats.output_tokens,
+                finish_reason=stats.finish_reason,
+                latency_s=stats.latency_s,
+                ttft_s=stats.ttft_s,
+                tpot_s=stats.tpot_s,
+                itl_s=stats.itl_s,
+                batch_size=stats.batch_size,
+                counters_json=json.dumps(stats.counters, sort_keys=True),
+            )
+        )
+    samples.sort(key=lambda s: s["doc_id"])
+    return samples
+
+
+def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str, bytes] | None = None) -> CellOutcome:
+    """Evaluate one cell: ``adapter.wrap(base)`` run by lm-eval on the cell's task.
+
+    Generation tasks run with the chat template; multiple-choice (log-likelihood) tasks with
+    plain-text prompts, as lm-eval runs them, and add their ``metric_*`` columns. The
+    adapter's :meth:`~harness.adapters.base.Adapter.prepare` runs before, and outside, the
+    telemetry window; files it keeps (``files``, e.g. a calibration) come back in the outcome.
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from harness.adapters import ADAPTERS
+    from harness.adapters.base import CellContext
+    from harness.tasks import get_task
+    from harness.tasks.lm_eval_bridge import build_task
+
+    spec = get_task(cell.task)
+    docs = spec.load_docs()
+    n_docs = min(cell.limit, len(docs)) if cell.limit else len(docs)
+    adapter = ADAPTERS.get(cell.variant.adapter)(cell.params)
+    # Adapter preparation (e.g. a calibration) runs before, and outside, the telemetry window.
+    kept = dict(files or {})
+    prepared = adapter.prepare(base, spec, docs, CellContext(cell.limit, cell.batch_size, cell.max_new_tokens, kept))
+    variant = adapter.wrap(base, batch_size=cell.batch_size, max_new_tokens=cell.max_new_tokens)
+    if on_progress:
+        variant.on_progress = lambda done: on_progress(done, n_docs)
+    task = build_task(spec, cell.max_new_tokens, docs)
+    # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
+    warmup = cell.warmup if spec.output_type == "generate_until" else 0
+    warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else None
+    variant.telemetry, variant.window_key = telemetry, cell.cell_hash
+    # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
+    output = lm_eval.simple_evaluate(
+        model=variant,
+        tasks=[task],
+        task_manager=TaskManager(include_defaults=False),  # task objects only: skip indexing lm-eval's ~14k YAMLs
+        limit=cell.limit,
+        apply_chat_template=spec.output_type == "generate_until",  # log-likelihood prompts are plain text
+        log_samples=True,
+        bootstrap_iters=0,
+        verbosity="ERROR",
+        random_seed=cell.seed,
+        numpy_random_seed=cell.seed,
+        torch_random_seed=cell.seed,
+        fewshot_random_seed=cell.seed,
+    )
+    records = output["samples"][cell.task]
+    if spec.output_type == "multiple_choice":
+        from harness.kinds.eval.choice_rows import choice_metric_columns, choice_sample_rows
+
+        samples = choice_sample_rows(cell, spec, records, variant.stats)
+        task_metrics = choice_metric_columns(spec, output["results"][cell.task])
+    else:
+        samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats), {}
+    metrics = cell_metrics(samples, variant.generation_time_s)
+    if len(variant.window_results) != 1:
+        raise RuntimeError(f"expected one generation window, got {len(variant.window_results)}")
+    telemetry_cols = variant.window_results[0].as_columns()
+    energy = telemetry_cols.get("energy_j")
+    row = {
+        **metrics,
+        **telemetry_cols,
+        **counter_columns(samples),
+        **task_metrics,
+        "latency_attributed": spec.output_type == "multiple_choice",
+        "param_bytes": variant.param_bytes,
+        **energy_ratios(energy, metrics["n"], metrics["n_correct"], metrics["output_tokens_total"]),
+        "warmup_requests": warmup,
+        "warmup_time_s": warmup_time_s,
+        **prepared,
+    }
+    changed = {name: data for name, data in kept.items() if (files or {}).get(name) != data}
+    return CellOutcome(cell_row=row, sample_rows=samples, telemetry_samples=variant.window_results[0].samples,
+                       files=changed)
+
+

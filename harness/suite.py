@@ -523,7 +523,10 @@ def _check_adapter(name: str, params: dict, where: str):
 
 
 def _check_agents(section: Agents, source: str) -> None:
-    """Validate the ``agents:`` section's models, adapters and the user simulator / judge."""
+    """Validate the ``agents:`` section's models, adapters and the user simulator / judge
+    (adapters that need a calibration task are refused: :func:`harness.agents.cell.check_servable`)."""
+    from harness.agents.cell import check_servable
+
     where = f"{source}: agents"
     for i, ref in enumerate(section.models):
         problem = model_ref_problem(ref)
@@ -534,6 +537,7 @@ def _check_agents(section: Agents, source: str) -> None:
         adapter = _check_adapter(variant.adapter, variant.params, f"{where}.variants[{i}]")
         try:
             adapter.check(section.defaults.max_tokens)
+            check_servable(adapter)
         except ValueError as exc:
             raise SuiteError(f"{where}.variants[{i}].params: {exc}") from None
         key = stable_json([variant.adapter, adapter.params.model_dump(mode="json"), variant.dtype])
@@ -548,7 +552,11 @@ def _check_agents(section: Agents, source: str) -> None:
             problem = model_ref_problem(llm.model)
             if problem:
                 raise SuiteError(f"{where}.{role}.model: {problem}")
-            _check_adapter(llm.adapter, llm.params, f"{where}.{role}")
+            adapter = _check_adapter(llm.adapter, llm.params, f"{where}.{role}")
+            try:
+                check_servable(adapter)
+            except ValueError as exc:
+                raise SuiteError(f"{where}.{role}.params: {exc}") from None
         elif llm.api_base is not None and not llm.api_base.startswith(("http://", "https://")):
             raise SuiteError(f"{where}.{role}.api_base: not an http(s) URL: {llm.api_base!r}")
     _check_agent_tasks(section, where)

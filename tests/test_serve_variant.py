@@ -164,7 +164,7 @@ def test_agent_cells_refuse_variants_that_need_calibration_at_validation(tmp_pat
                            user="{model: embedded, adapter: think_budget, params: {mode: low}}"))
     # modes that need no calibration are fine (served with their system prompt / prefill)
     suite = load(_agents_suite(tmp_path, "{name: high, adapter: think_budget, params: {mode: high, max_answer_tokens: 24}}"))
-    assert [v.name for v in suite.agents.variants] == ["baseline", "high"]
+    assert [v.name for v in suite.section("agents").variants] == ["baseline", "high"]
 
 
 def test_a_variant_with_its_own_prompt_code_but_no_transform_is_not_served():

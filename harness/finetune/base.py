@@ -4,7 +4,7 @@ A fine-tuning technique turns a freshly built classification model (pretrained e
 head, :meth:`harness.finetune.encoder.EncoderBase.build`) into a trainable model: which
 parameters train, what the forward computes, what the loss is, what state must be stored per
 task. ``FinetuneAdapter(params).fit(ctx)`` trains it for the cell's steps and returns a
-:class:`FitResult`; the cell runner (:mod:`harness.finetune.cell`) evaluates and records it.
+:class:`FitResult`; the cell kind (:mod:`harness.kinds.finetune`) evaluates and records it.
 
 A module per technique declares its registry name (``@register_finetune("lora")``), the
 paper (title, arXiv id), a pydantic ``Params`` (``extra="forbid"``) and its counters. The

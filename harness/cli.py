@@ -134,7 +134,7 @@ def list_adapters() -> None:
     tasks = Table(title="tasks")
     for col in ("name", "version", "docs", "description"):
         tasks.add_column(col)
-    for spec in TASKS.values():
+    for _, spec in TASKS.items():
         tasks.add_row(spec.name, spec.version, str(spec.size), spec.description)
     console.print(tasks)
 
@@ -147,7 +147,7 @@ def grade(
     run_dir: Optional[Path] = typer.Option(None, "--run", help="re-grade every sample of this run directory"),
 ) -> None:
     """Grade one prediction, or re-grade a run's samples and report disagreements."""
-    from harness.tasks import UnknownTaskError, get_task
+    from harness.tasks import UnknownNameError, get_task
 
     if run_dir is not None:
         _regrade_run(run_dir)
@@ -156,7 +156,7 @@ def grade(
         _fail("give TASK --prediction TEXT --reference TEXT, or --run RUN_DIR")
     try:
         result = get_task(task).grade(prediction, reference)
-    except UnknownTaskError as exc:
+    except UnknownNameError as exc:
         _fail(str(exc))
     console.print(f"extracted: {result.extracted!r}\nreference: {result.reference!r}")
     console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + f" ({result.reason})")

@@ -50,6 +50,11 @@ def _mean(values: list[float]) -> float | None:
 def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dict[str, Any]:
     """Per-cell figures from per-sample rows (DESIGN.md §4).
 
+    ``n`` counts sample rows and ``accuracy`` is the mean ``correct`` over all of them: with
+    several samples per doc (a sampling cell) that is the mean over every (doc, sample), i.e.
+    the expected single-sample accuracy (pass@1), not pass@k. Its interval treats the rows as
+    independent, so with several samples per doc it is narrower than a per-doc interval.
+
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
     ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
     percentiles, ``throughput_tok_per_s`` = Σ output tokens / summed decode wall time,
@@ -115,47 +120,58 @@ def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> fl
     return variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
 
 
-def generation_sample_rows(cell: Cell, spec, records: list[dict], variant_stats: dict) -> list[dict[str, Any]]:
-    """Sample rows (schema column names, sorted by ``doc_id``) of a generation cell: lm-eval's
-    per-sample records joined with the variant's ``(task, doc_id, 0) → RequestStats`` and graded
-    by the harness grader, which must agree with lm-eval's score (``RuntimeError`` otherwise)."""
-    from harness.tasks.lm_eval_bridge import METRIC
+def generation_sample_rows(
+    cell: Cell, spec, records: list[dict], variant_stats: dict, grades: dict
+) -> list[dict[str, Any]]:
+    """Sample rows (schema column names) of a generation cell, one per ``(doc_id, sample)``,
+    sorted by ``(doc_id, sample)``: lm-eval's per-sample records (one per doc; its
+    ``filtered_resps`` holds the doc's response, or all ``n`` of them when the cell samples
+    several) joined with the variant's ``(task, doc_id, 0, sample) → RequestStats`` and the
+    grades ``process_results`` recorded, ``(doc_id, sample) → Grade``
+    (:func:`harness.tasks.lm_eval_bridge.task_config`): nothing is graded here.
+
+    Raises:
+        RuntimeError: a sample without the variant's stats or without a recorded grade.
+    """
+    from harness.tasks.lm_eval_bridge import responses
 
     samples = []
     for record in records:
-        stats = variant_stats.get((cell.task, record["doc_id"], 0))
-        if stats is None:
-            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
-        text = record["filtered_resps"][0]
+        doc_id = int(record["doc_id"])
         reference = spec.reference(record["doc"])
-        grade = spec.grade(text, reference)
-        if float(grade.correct) != float(record[METRIC]):
-            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
-        samples.append(
-            {
-                "model": cell.model_id,
-                "variant": cell.variant.name,
-                "task": cell.task,
-                "doc_id": int(record["doc_id"]),
-                "prompt_hash": hashlib.sha256(stats.prompt_text.encode()).hexdigest()[:16],
-                "prompt_text": stats.prompt_text,
-                "output_text": text,
-                "extracted_answer": grade.extracted,
-                "reference": reference,
-                "correct": float(grade.correct),
-                "grade_reason": grade.reason,
-                "input_tokens": stats.input_tokens,
-                "output_tokens": stats.output_tokens,
-                "finish_reason": stats.finish_reason,
-                "latency_s": stats.latency_s,
-                "ttft_s": stats.ttft_s,
-                "tpot_s": stats.tpot_s,
-                "itl_s": stats.itl_s,
-                "batch_size": stats.batch_size,
-                "counters_json": json.dumps(stats.counters, sort_keys=True),
-            }
-        )
-    samples.sort(key=lambda s: s["doc_id"])
+        for sample, text in enumerate(responses(record["filtered_resps"][0])):
+            stats = variant_stats.get((cell.task, record["doc_id"], 0, sample))
+            if stats is None:
+                raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: the variant recorded no stats")
+            grade = grades.get((int(record["doc"]["doc_id"]), sample))
+            if grade is None:
+                raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: no grade was recorded")
+            samples.append(
+                {
+                    "model": cell.model_id,
+                    "variant": cell.variant.name,
+                    "task": cell.task,
+                    "doc_id": doc_id,
+                    "sample": sample,
+                    "prompt_hash": hashlib.sha256(stats.prompt_text.encode()).hexdigest()[:16],
+                    "prompt_text": stats.prompt_text,
+                    "output_text": text,
+                    "extracted_answer": grade.extracted,
+                    "reference": reference,
+                    "correct": float(grade.correct),
+                    "grade_reason": grade.reason,
+                    "input_tokens": stats.input_tokens,
+                    "output_tokens": stats.output_tokens,
+                    "finish_reason": stats.finish_reason,
+                    "latency_s": stats.latency_s,
+                    "ttft_s": stats.ttft_s,
+                    "tpot_s": stats.tpot_s,
+                    "itl_s": stats.itl_s,
+                    "batch_size": stats.batch_size,
+                    "counters_json": json.dumps(stats.counters, sort_keys=True),
+                }
+            )
+    samples.sort(key=lambda s: (s["doc_id"], s["sample"]))
     return samples
 
 
@@ -175,7 +191,7 @@ class EvalCellRunner:
         from harness.adapters import ADAPTERS
         from harness.adapters.base import CellContext
         from harness.tasks import get_task
-        from harness.tasks.lm_eval_bridge import build_task
+        from harness.tasks.lm_eval_bridge import build_generation_task, build_task
 
         spec = get_task(cell.task)
         docs = spec.load_docs()
@@ -185,8 +201,14 @@ class EvalCellRunner:
         prepared = adapter.prepare(base, spec, docs, CellContext(cell.limit, cell.batch_size, cell.max_new_tokens, work_dir))
         variant = adapter.wrap(base, batch_size=cell.batch_size, max_new_tokens=cell.max_new_tokens)
         if on_progress:
-            variant.on_progress = lambda done: on_progress(done, n_docs)
-        task = build_task(spec, cell.max_new_tokens, docs)
+            variant.on_progress = lambda done: on_progress(done, n_docs * cell.samples)
+        if spec.output_type == "generate_until":  # process_results grades each sample once, into grades
+            task, grades = build_generation_task(
+                spec, cell.max_new_tokens, docs,
+                samples=cell.samples, temperature=cell.temperature, top_p=cell.top_p, seed=cell.seed,
+            )
+        else:
+            task, grades = build_task(spec, cell.max_new_tokens, docs), None
         # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
         warmup = cell.warmup if spec.output_type == "generate_until" else 0
         warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else None
@@ -213,7 +235,7 @@ class EvalCellRunner:
             samples = choice_sample_rows(cell, spec, records, variant.stats)
             task_metrics = choice_metric_columns(spec, output["results"][cell.task])
         else:
-            samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats), {}
+            samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats, grades), {}
         metrics = cell_metrics(samples, variant.generation_time_s)
         if len(variant.window_results) != 1:
             raise RuntimeError(f"expected one generation window, got {len(variant.window_results)}")

@@ -59,6 +59,7 @@ from harness.models import DTYPES
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 CELL_FORMAT = 1  # bump when the meaning of a cell changes (invalidates resume)
+SAMPLING_KEYS = ("samples", "temperature", "top_p")  # in hashes only when sampling is on
 
 
 class SuiteError(ValueError):
@@ -76,11 +77,20 @@ class Defaults(_Strict):
         limit: samples per task (first ``limit`` documents); ``None`` = the whole task.
         batch_size: requests decoded together (left padding).
         max_new_tokens: generation cap per request, in tokens.
-        seed: random seed (recorded; decoding is greedy).
+        seed: random seed (lm-eval's seeds; when sampling, each sample's generator seed is
+            derived from it, the doc id and the sample index: :func:`harness.variant.sample_seed`).
         repeats: how many times each cell is run (timing spread; CV reported in the summary).
         warmup: requests decoded before each cell's measured window (0 = none): excluded from
             every figure, their wall time reported as ``warmup_time_s`` (the cold start).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        samples: responses generated per doc (lm-eval ``repeats``); one sample row each, and
+            the cell's accuracy is the mean over all of them. More than 1 needs ``temperature > 0``.
+        temperature: ``0`` = greedy decoding (the default); ``> 0`` = sampling at that temperature.
+        top_p: nucleus sampling mass (``0 < top_p <= 1``; 1 = off); below 1 needs ``temperature > 0``.
+
+    Sampling is *on* when ``samples > 1``, ``temperature > 0`` or ``top_p < 1`` (valid only
+    with ``temperature > 0``); only then do these three keys enter the suite's canonical form
+    and the cells' identity, so greedy suites keep their hashes. Generation tasks only.
     """
 
     limit: int | None = Field(None, ge=1)
@@ -90,6 +100,25 @@ class Defaults(_Strict):
     repeats: int = Field(1, ge=1)
     warmup: int = Field(1, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
+    samples: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    @property
+    def sampling(self) -> bool:
+        """Sampling is on (see the class docstring)."""
+        return self.samples > 1 or self.temperature > 0 or self.top_p < 1
+
+    @model_validator(mode="after")
+    def _sampling_needs_temperature(self) -> Defaults:
+        if self.temperature == 0 and self.samples > 1:
+            raise ValueError(
+                f"samples: {self.samples} with temperature 0 would decode the same greedy output "
+                f"{self.samples} times; set temperature > 0 to sample"
+            )
+        if self.temperature == 0 and self.top_p < 1:
+            raise ValueError(f"top_p: {self.top_p} has no effect with temperature 0 (greedy); set temperature > 0")
+        return self
 
 
 class Variant(_Strict):
@@ -398,11 +427,16 @@ class Suite(_Strict):
 
     def canonical(self) -> dict[str, Any]:
         """JSON-ready dump with defaults filled (what the suite hash covers); a suite without a
-        ``finetune`` section dumps exactly as before the section existed (same hash)."""
+        ``finetune`` section dumps exactly as before the section existed (same hash), and so does
+        a greedy suite without the sampling keys (``samples``, ``temperature``, ``top_p`` are in
+        ``defaults`` only when sampling is on)."""
         data = self.model_dump(mode="json")
         for section in ("finetune", "agents"):
             if data.get(section) is None:
                 data.pop(section, None)
+        if not self.defaults.sampling:
+            for key in SAMPLING_KEYS:
+                data["defaults"].pop(key)
         return data
 
 
@@ -491,6 +525,11 @@ def parse(data: Any, source: str = "<suite>") -> Suite:
         except KeyError as exc:
             raise SuiteError(f"{source}: tasks[{i}]: {exc.args[0] if exc.args else exc}") from None
     scored = [t for t in suite.tasks if get_task(t).output_type != "generate_until"]
+    if scored and suite.defaults.sampling:
+        raise SuiteError(
+            f"{source}: defaults: samples/temperature/top_p apply to generation tasks only; "
+            f"the log-likelihood task(s) {', '.join(scored)} cannot sample; put them in a greedy suite"
+        )
     for i, variant in enumerate(suite.variants):
         if scored and not ADAPTERS.get(variant.adapter).supports_loglikelihood:
             raise SuiteError(
@@ -660,7 +699,10 @@ class Cell:
 
     ``cell_hash`` covers the canonical model id, dtype, adapter and its full params
     (defaults filled), task and version, limit, generation settings, batch size, seed,
-    repeat and the cell format — never a path. ``kind`` names the cell runner
+    repeat and the cell format — never a path. Generation settings are
+    ``{max_new_tokens, do_sample: False}`` for a greedy cell (as before sampling existed) and
+    gain ``do_sample: True, temperature, top_p, samples`` for a sampling cell (``samples > 1``,
+    ``temperature > 0`` or ``top_p < 1``). ``kind`` names the cell runner
     (:data:`harness.cells.CELL_RUNNERS`): ``eval`` cells evaluate a variant; ``finetune``
     cells train one, with their resolved training settings in ``train`` (hashed too).
     """
@@ -682,6 +724,22 @@ class Cell:
     kind: str = "eval"
     train: dict[str, Any] | None = None
     agent: dict[str, Any] | None = None  # agent cells: the resolved τ² settings (hashed)
+    samples: int = 1  # eval cells: responses per doc (lm-eval repeats)
+    temperature: float = 0.0  # eval cells: 0 = greedy
+    top_p: float = 1.0  # eval cells: nucleus mass, 1 = off
+
+    @property
+    def sampling(self) -> bool:
+        """Sampling is on: several samples, a temperature or a nucleus cut."""
+        return self.samples > 1 or self.temperature > 0 or self.top_p < 1
+
+    @property
+    def generation(self) -> dict[str, Any]:
+        """The generation settings in the cell's identity (see the class docstring)."""
+        if not self.sampling:
+            return {"max_new_tokens": self.max_new_tokens, "do_sample": False}
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": True, "temperature": self.temperature,
+                "top_p": self.top_p, "samples": self.samples}
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -711,7 +769,7 @@ class Cell:
             "task": self.task,
             "task_version": self.task_version,
             "limit": self.limit,
-            "generation": {"max_new_tokens": self.max_new_tokens, "do_sample": False},
+            "generation": self.generation,
             "batch_size": self.batch_size,
             "seed": self.seed,
             "repeat": self.repeat,
@@ -761,6 +819,9 @@ def expand(suite: Suite, limit: int | None = None, model_ids: dict[str, str] | N
                         repeat=repeat,
                         device=d.device,
                         warmup=d.warmup,
+                        samples=d.samples,
+                        temperature=d.temperature,
+                        top_p=d.top_p,
                     )
                 )
     if suite.finetune is not None:

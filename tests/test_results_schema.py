@@ -46,7 +46,7 @@ tau2_data_version
 """.split()
 
 CONTRACT_SAMPLE_COLUMNS = """
-run_id cell_hash model variant task doc_id prompt_hash prompt_text output_text extracted_answer
+run_id cell_hash model variant task doc_id sample prompt_hash prompt_text output_text extracted_answer
 reference correct grade_reason input_tokens output_tokens finish_reason latency_s ttft_s tpot_s
 itl_s batch_size counters_json
 """.split() + """

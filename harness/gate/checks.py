@@ -150,8 +150,8 @@ def _sample_checks(pair: CellPair, settings: Gate, length_changing: bool) -> lis
     p = pair.paired
     if p is None or p.empty:
         return [_check(key, "accuracy", FAIL, "fraction", n=0,
-                       threshold="samples matched by doc_id",
-                       note=f"no sample matched by doc_id (baseline {pair.n_base_samples}, "
+                       threshold="samples matched by (doc_id, sample)",
+                       note=f"no sample matched by (doc_id, sample) (baseline {pair.n_base_samples}, "
                             f"candidate {pair.n_cand_samples} samples)")]
     n = len(p)
     unmatched = f"; {pair.n_base_samples - n} baseline / {pair.n_cand_samples - n} candidate samples unmatched" \

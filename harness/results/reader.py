@@ -9,7 +9,9 @@ Rules:
 - a file of a different schema MAJOR version raises :class:`SchemaVersionError` naming the file,
   its version and the supported one;
 - a file of an older MINOR version reads with the columns it lacks as null (a newer MINOR file
-  reads too: columns unknown to this code are kept as they are);
+  reads too: columns unknown to this code are kept as they are), except the sample rows'
+  ``sample`` (1.4), read as 0 where absent or null (:data:`ZERO_FILLED`): every row written before
+  it is its doc's only sample;
 - temp files (``.*``, ``*.tmp``), unreadable/corrupt files and files without a schema version are
   skipped with a :class:`ResultsReadWarning` and never counted.
 
@@ -26,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.results.index import cell_files, load_cells_index
@@ -188,8 +191,14 @@ def _read_all(paths: Iterator[Path], expected: pa.Schema) -> list[pa.Table]:
     return out
 
 
+ZERO_FILLED: dict[str, int] = {"sample": 0}
+"""Columns whose null (or absence, in files written before them) means a default value: a sample
+row's ``sample`` (schema 1.4) is 0 — one sample per doc."""
+
+
 def _conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
-    """Columns of ``expected`` in its order and types (missing ones null), then any others."""
+    """Columns of ``expected`` in its order and types (missing ones null, or their
+    :data:`ZERO_FILLED` default), then any others."""
     n = table.num_rows
     arrays: list[pa.ChunkedArray | pa.Array] = []
     fields: list[pa.Field] = []
@@ -198,9 +207,11 @@ def _conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
             col = table.column(field.name)
             if not col.type.equals(field.type):
                 col = col.cast(field.type)
-            arrays.append(col)
         else:
-            arrays.append(pa.nulls(n, type=field.type))
+            col = pa.nulls(n, type=field.type)
+        if field.name in ZERO_FILLED and col.null_count:
+            col = pc.fill_null(col, pa.scalar(ZERO_FILLED[field.name], type=field.type))
+        arrays.append(col)
         fields.append(field.with_nullable(True))
     for name in table.column_names:
         if name not in expected.names:

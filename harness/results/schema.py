@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json
+SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -229,6 +229,10 @@ SAMPLE_SCHEMA = pa.schema(
         _f("variant", _STR),
         _f("task", _STR),
         _f("doc_id", _I64, nullable=False),  # lm-eval's doc index within the task
+        # (1.4) which of the doc's samples (0..n-1; lm-eval repeats) this row is; 0 for single-sample
+        # cells. A row is identified by (doc_id, sample); sample_table writes 0 when a row gives none,
+        # and the reader reads files before 1.4 (no column) or a null as 0.
+        _f("sample", _I64),
         _f("prompt_hash", _STR),
         _f("prompt_text", _STR),
         _f("output_text", _STR),
@@ -440,8 +444,9 @@ def cell_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Build a sample table (schema :data:`SAMPLE_SCHEMA` + ``counter_*``) from row dicts.
 
-    Missing known columns are filled with nulls; bool ``correct`` values are stored as 1.0/0.0;
-    ``itl_s`` takes any sequence of floats (list, tuple, numpy array).
+    Missing known columns are filled with nulls, except ``sample``, which defaults to 0 (one
+    sample per doc); bool ``correct`` values are stored as 1.0/0.0; ``itl_s`` takes any sequence
+    of floats (list, tuple, numpy array).
 
     Raises:
         ValueError: on an unknown non-counter key, a missing required key (``run_id``,
@@ -453,6 +458,7 @@ def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise ValueError(
                 f"sample row {i}: finish_reason must be one of {FINISH_REASONS}, got {fr!r}"
             )
+    rows = [row if row.get("sample") is not None else {**row, "sample": 0} for row in rows]
     return _build_table(rows, SAMPLE_SCHEMA, "sample")
 
 

@@ -88,6 +88,10 @@ class NonBlankPolicy(DecodePolicy):
     def sampling(self, value) -> None:
         self.inner.sampling = value
 
+    @property
+    def greedy_only(self) -> bool:
+        return self.inner.greedy_only
+
     def begin(self, rows: list[RowState]) -> None:
         self.inner.begin(rows)
 

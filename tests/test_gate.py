@@ -447,3 +447,15 @@ def test_rows_without_a_sample_column_are_sample_0(tmp_path):
     assert pair.paired["sample"].tolist() == [0, 0, 0, 0]
     assert (pair.paired["output_text_b"] == pair.paired["output_text_c"]).all()
     assert pair.n_base_samples == 4 and pair.n_cand_samples == 8
+
+
+def test_sampled_cells_are_not_greedy_for_the_determinism_report():
+    """A cell that sampled (``temperature`` > 0, schema 1.4) never gets an "outputs changed"
+    report: different draws are expected, not a sign of a changed technique."""
+    import pandas as pd
+
+    from harness.gate.checks import _is_greedy
+
+    assert _is_greedy(pd.DataFrame({"params_json": ["{}"], "temperature": [0.0]}))
+    assert _is_greedy(pd.DataFrame({"params_json": ["{}"]}))  # files before 1.4
+    assert not _is_greedy(pd.DataFrame({"params_json": ["{}"], "temperature": [0.7]}))

@@ -99,7 +99,10 @@ def missing_cell_check(key: tuple, settings: Gate) -> Check:
 
 
 def _is_greedy(cells: pd.DataFrame) -> bool:
-    """Every generation here is greedy unless an adapter's params ask for sampling."""
+    """Every generation here is greedy unless the cells sampled (``temperature`` > 0, schema
+    1.4) or an adapter's params ask for sampling."""
+    if "temperature" in cells.columns and (pd.to_numeric(cells["temperature"], errors="coerce").fillna(0) > 0).any():
+        return False
     for raw in cells.get("params_json", pd.Series(dtype=object)).dropna():
         try:
             params = json.loads(raw)

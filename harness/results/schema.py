@@ -155,7 +155,11 @@ CELL_SCHEMA = pa.schema(
         _f("calibration_json", _STR),
         _f("calibration_time_s", _F64),
         # --- training cells (harness/finetune; schema 1.2). Null on evaluation cells. -----------
-        _f("cell_kind", _STR),  # eval | finetune (null = eval, files before 1.2)
+        _f("cell_kind", _STR),
+        # eval cells' decoding (schema 1.4): temperature 0 = greedy; samples_per_doc > 1 = several sample rows per doc
+        _f("temperature", _F64),
+        _f("top_p", _F64),
+        _f("samples_per_doc", _I64),  # eval | finetune (null = eval, files before 1.2)
         _f("task_metric", _STR),  # the task's headline metric: accuracy | f1 | mcc
         _f("task_metric_value", _F64),
         _f("trainable_params", _I64),

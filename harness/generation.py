@@ -275,6 +275,7 @@ def generate(
     max_new_tokens: list[int] | None = None,
     clock: Callable[[], float] = monotonic_s,
     seeds: Sequence[int | None] | None = None,
+    on_step: Callable[[list[RowState]], None] | None = None,
 ) -> list[SequenceResult]:
     """Decode a batch of tokenized prompts with a KV cache (greedy unless
     ``settings.temperature > 0``).
@@ -289,6 +290,8 @@ def generate(
         clock: seconds, monotonic; injectable for tests.
         seeds: optional per-row seeds of the sampling generators (default: from
             ``settings.seed``, see :class:`GenerationSettings`); unused when greedy.
+        on_step: optional callback with the batch's rows after each decode step (progress);
+            it runs inside the timed loop, so it must be cheap (the variant throttles its own).
 
     Returns:
         One :class:`SequenceResult` per prompt, in input order.
@@ -358,6 +361,8 @@ def generate(
             policy.after_token(row, token, read)
             if not row.done and len(row.token_ids) >= row.max_new_tokens:
                 row.finish_reason = "length"
+        if on_step is not None:
+            on_step(rows)
         if all(row.done for row in rows):
             break
         step_ids = torch.tensor(feed, dtype=torch.long, device=device).unsqueeze(-1)

@@ -117,7 +117,10 @@ class GenerationVariant(LM):
         stats: ``(task, doc_id, idx, sample) → RequestStats`` for every request served.
         param_bytes: bytes of the model this variant runs (see :func:`harness.models.param_bytes`).
         generation_time_s: summed wall time of the decode batches (for throughput).
-        on_progress: optional callback ``(n_done: int) -> None`` after each batch.
+        on_progress: optional callback ``(n_done: float) -> None``: requests done, fractional
+            while a batch decodes (each row counts ``tokens / max_new_tokens``, 1 once finished),
+            called after each batch and at most every ``progress_interval_s`` seconds during one.
+        progress_interval_s: the shortest gap between two in-batch progress calls (seconds).
         telemetry: optional :class:`harness.telemetry.Telemetry`; when set, each
             ``generate_until`` / ``loglikelihood`` call runs inside one measurement window (the
             model's work only: lm-eval's bookkeeping and grading stay outside), collected in
@@ -148,7 +151,8 @@ class GenerationVariant(LM):
         self.supports_loglikelihood = supports_loglikelihood
         self.stats: dict[RequestKey, RequestStats] = {}
         self.generation_time_s = 0.0
-        self.on_progress: Callable[[int], None] | None = None
+        self.on_progress: Callable[[float], None] | None = None
+        self.progress_interval_s = 0.25
         self.telemetry = None
         self.window_key = "generation"
         self.window_results: list = []
@@ -237,7 +241,8 @@ class GenerationVariant(LM):
                 began = monotonic_s()
                 seeds = [sample_seed(base_seed, requests[i].doc_id, samples[i]) for i in chunk] if temperature else None
                 results = generate(
-                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings, self.policy_factory(), seeds=seeds
+                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings, self.policy_factory(), seeds=seeds,
+                    on_step=self._step_progress(done) if self.on_progress else None,
                 )
                 self.generation_time_s += monotonic_s() - began
                 for i, result in zip(chunk, results):
@@ -250,6 +255,24 @@ class GenerationVariant(LM):
                 if self.on_progress:
                     self.on_progress(done)
         return [o if o is not None else "" for o in outputs]
+
+    def _step_progress(self, done_before: int) -> Callable[[list[RowState]], None]:
+        """The decode loop's per-step callback: reports ``done_before`` plus each row's share
+        (finished rows 1, others ``tokens / max_new_tokens``), at most every
+        ``progress_interval_s`` seconds (one clock read per step otherwise)."""
+        from harness.telemetry.clock import monotonic_s
+
+        last = [monotonic_s()]
+
+        def on_step(rows: list[RowState]) -> None:
+            now = monotonic_s()
+            if now - last[0] < self.progress_interval_s:
+                return
+            last[0] = now
+            share = sum(1.0 if r.done else len(r.token_ids) / max(r.max_new_tokens, 1) for r in rows)
+            self.on_progress(done_before + share)
+
+        return on_step
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """lm-eval entry point: :meth:`_loglikelihood` inside a telemetry window when one is set

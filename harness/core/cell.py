@@ -134,8 +134,9 @@ class CellOutcome:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-Progress = Callable[[int, int], None]
-"""``on_progress(done, total)``: units done of the cell (samples, steps, simulations)."""
+Progress = Callable[[float, int], None]
+"""``on_progress(done, total)``: units done of the cell (samples, steps, simulations); ``done``
+may be fractional (a batch part-way through its decode)."""
 
 
 class CellKind:

@@ -62,8 +62,11 @@ class CellStarted:
 
 @dataclass
 class CellProgress:
+    """Units of a cell done so far (samples, steps, simulations); ``done`` may be fractional
+    while a batch decodes (each of its rows counts its share of ``max_new_tokens``)."""
+
     cell_hash: str
-    done: int
+    done: float
     total: int | None
 
 

@@ -204,15 +204,21 @@ def _regrade_run(run_dir: Path) -> None:
 
 
 @app.command()
-def summary(results: Path = typer.Argument(Path("results"), help="results root or run directory")) -> None:
-    """Print the summary table of every cell under a results root."""
+def summary(
+    results: Path = typer.Argument(Path("results"), help="results root or run directory"),
+    wide: bool = typer.Option(False, "--wide", help="add the totals (energy, output tokens, decode time), "
+                              "latency p90, TTFT p50 and throughput"),
+) -> None:
+    """Print the summary table of every cell under a results root (80 columns; --wide for more)."""
     from harness.results import read_cells, summary_table
     from harness.results.summary import spread_table
 
+    if not results.exists():
+        _fail(f"no results at {results}")
     cells = read_cells(results)
     if cells.empty:
         _fail(f"no cells under {results}")
-    console.print(summary_table(cells))
+    console.print(summary_table(cells, wide=wide))
     spread = spread_table(cells)
     if spread is not None:
         console.print(spread)

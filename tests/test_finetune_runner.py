@@ -220,5 +220,6 @@ def test_summary_of_mixed_cells_shows_both_tables():
     out = io.StringIO()
     Console(file=out, width=250).print(summary_table(rows))
     text = out.getvalue()
-    assert "gsm8k" in text and "50.0%" in text  # the evaluation table
+    eval_row = next(line for line in text.splitlines() if "gsm8k" in line)
+    assert "baseline" in eval_row and "50.0" in eval_row and "2 J" in eval_row  # the evaluation table (J/sample)
     assert "lora-r8" in text and "74.5k (0.33%)" in text and "210 MB" in text and "mcc 0.310" in text

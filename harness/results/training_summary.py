@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from rich.table import Table
 
+from harness.results.formatting import MISSING as _MISSING
+from harness.results.formatting import energy_source_code, energy_source_legend, format_energy, format_seconds
+from harness.results.formatting import num as _num
+from harness.results.formatting import text as _str
+from harness.results.fit_table import FitColumn, FitTable
 from harness.results.pareto import pareto_front
-from harness.results.summary import _MISSING, _num, _str, format_energy, format_seconds
 
 __all__ = ["training_table", "format_bytes", "format_count"]
 
@@ -52,17 +55,24 @@ def _metric(row: pd.Series) -> str:
     return f"{name} {value * 100:.1f}%" if name == "accuracy" else f"{name} {value:.3f}"
 
 
-def training_table(cells_df: pd.DataFrame, title: str | None = "Training cells") -> Table:
-    """A rich table of training cells (see module docstring); ``status == "ok"`` cells compete."""
+def training_table(cells_df: pd.DataFrame, title: str | None = "Training cells", wide: bool = False) -> FitTable:
+    """A rich table of training cells (see module docstring); ``status == "ok"`` cells compete.
+
+    At 80 columns: task, variant, n, metric, trainable (share), saved activations, training time,
+    training energy and its source code (``src``, spelled out in the caption), status when a cell
+    failed, front. ``wide`` adds steps, final loss, the adapter's size and the switch time.
+    Variant names are never cut.
+    """
     df = cells_df.reset_index(drop=True)
-    table = Table(title=title)
-    columns = ("task", "variant", "n", "metric", "trainable", "saved act.", "train time", "train energy",
-               "steps", "final loss", "adapter", "switch", "status", "front")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("task", "variant", "status") else "right")
+    failed = "status" in df.columns and (df["status"].fillna("") != "ok").any()
+    names = ["task", "variant", "n", "metric", "trainable", "saved act.", "train time", "train J", "src"]
+    if wide:
+        names += ["steps", "final loss", "adapter", "switch"]
+    names += (["status"] if failed else []) + ["front"]
+    columns = [FitColumn(n, "left" if n in ("task", "variant", "status", "src") else "right",
+                         keep=n in ("task", "variant", "front")) for n in names]
     if df.empty:
-        table.caption = "no training cells"
-        return table
+        return FitTable(columns, [], title=title, caption="no training cells")
     ok = df["status"] == "ok" if "status" in df.columns else pd.Series(True, index=df.index)
     on_front = pd.Series(False, index=df.index)
     if "trainable_params" in df.columns and ok.any():
@@ -71,19 +81,24 @@ def training_table(cells_df: pd.DataFrame, title: str | None = "Training cells")
         groups = [c for c in ("model", "task", "hardware_id", "limit") if c in df.columns]
         on_front.loc[ranked.index] = pareto_front(ranked, acc_col="_metric", cost_col="trainable_params",
                                                   group_cols=groups)
-    table.caption = "front ✓: Pareto front of the task metric vs trainable parameters (per model × task × hardware)"
+    legend = energy_source_legend(df["train_energy_source"]) if "train_energy_source" in df.columns else None
+    caption = ("front ✓: Pareto front of the task metric vs trainable parameters (per model × task × hardware)"
+               + (f"\nsrc (training energy source): {legend}" if legend else ""))
     sort_cols = [c for c in ("task", "model", "variant", "seed", "repeat") if c in df.columns]
+    errors, rows = [], []
     for i in df.sort_values(sort_cols, kind="stable").index:
         row = df.loc[i]
         share = _num(row.get("trainable_share"))
         trainable = format_count(row.get("trainable_params")) + (f" ({share * 100:.3g}%)" if share is not None else "")
         loss = _num(row.get("final_train_loss"))
         status = _str(row.get("status")) or _MISSING
-        if status == "error":
-            status = f"error: {(_str(row.get('error')) or '')[:200]}"
+        if status != "ok":
+            errors.append(f"[{len(errors) + 1}] {_str(row.get('task'))} · {_str(row.get('variant'))}: "
+                          f"{(_str(row.get('error')) or '')[:300]}")
+            status = f"{status} [{len(errors)}]"
         n = _num(row.get("n"))
         steps = _num(row.get("steps"))
-        table.add_row(
+        values = [
             _str(row.get("task")) or _MISSING,
             _str(row.get("variant")) or _MISSING,
             f"{n:.0f}" if n is not None else _MISSING,
@@ -91,12 +106,18 @@ def training_table(cells_df: pd.DataFrame, title: str | None = "Training cells")
             trainable,
             format_bytes(row.get("saved_activation_bytes")),
             format_seconds(row.get("train_time_s")),
-            format_energy(row.get("train_energy_j"), row.get("train_energy_source")),
-            f"{steps:.0f}" if steps is not None else _MISSING,
-            f"{loss:.3f}" if loss is not None else _MISSING,
-            format_bytes(row.get("adapter_bytes")),
-            format_seconds(row.get("switch_time_s")),
-            status,
-            "✓" if bool(on_front[i]) else "",
-        )
-    return table
+            format_energy(row.get("train_energy_j")),
+            energy_source_code(row.get("train_energy_source")),
+        ]
+        if wide:
+            values += [
+                f"{steps:.0f}" if steps is not None else _MISSING,
+                f"{loss:.3f}" if loss is not None else _MISSING,
+                format_bytes(row.get("adapter_bytes")),
+                format_seconds(row.get("switch_time_s")),
+            ]
+        values += ([status] if failed else []) + ["✓" if bool(on_front[i]) else ""]
+        rows.append(values)
+    if errors:
+        caption += "\n" + "\n".join(errors)
+    return FitTable(columns, rows, title=title, caption=caption)

@@ -17,10 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark LLM efficiency techniques.")
+_ERR_TTY = sys.stderr.isatty()
+# Off a terminal (a log, CI, a pipe) errors are plain lines: no boxes around usage errors, no
+# rich tracebacks, and no wrapping (one error = one line, whatever its length).
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark LLM efficiency techniques.",
+                  **({} if _ERR_TTY else {"rich_markup_mode": None, "pretty_exceptions_enable": False}))
 # Tables stay readable when output goes to a file or CI log (rich would default to 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+err = Console(stderr=True, width=None if _ERR_TTY else 200, soft_wrap=not _ERR_TTY)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -90,7 +94,8 @@ def run(
     except (SuiteError, DataError) as exc:
         _fail(str(exc))
     if report.failed:
-        err.print(f"[yellow]{report.failed} cell(s) failed; their errors are in the cell files[/]")
+        err.print(f"[yellow]{report.failed} cell(s) failed: their errors are under the table above "
+                  f"(again: python -m harness summary {report.run_dir})[/]")
         raise typer.Exit(1)
 
 

@@ -180,10 +180,13 @@ def load(path: str | Path) -> Suite:
 
 
 def resolve_path(name_or_path: str, suites_dir: Path | None = None) -> Path:
-    """``reasoning`` → ``suites/reasoning.yaml``; an existing path is returned unchanged."""
+    """``reasoning`` → ``suites/reasoning.yaml``; an existing path is returned unchanged, and a
+    path without its ``.yaml`` (``suites/reasoning``, ``my/suite``) gains it."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} or path.exists():
         return path
+    if len(path.parts) > 1:
+        return path.with_name(path.name + ".yaml")
     return (suites_dir or Path("suites")) / f"{name_or_path}.yaml"
 
 

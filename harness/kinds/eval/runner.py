@@ -75,6 +75,47 @@ def generation_sample_rows(
     return samples
 
 
+class ContextLengthError(ValueError):
+    """A cell's prompts plus its token cap do not fit in the model's context."""
+
+
+def check_context(cell: Cell, spec, docs: list[dict], variant, model_id: str) -> int:
+    """Refuse a generation cell whose ``max_new_tokens``, or longest prompt (chat template and the
+    variant's prompt transform applied, as lm-eval builds it) plus ``max_new_tokens``, exceeds the
+    model's context length (:func:`harness.scoring.max_length_of`). Runs before the warm-up and
+    the measured window: a cell that cannot fit fails in a second, not after a silent run.
+
+    Args:
+        docs: the documents the cell evaluates.
+
+    Returns:
+        The context length in tokens.
+
+    Raises:
+        ContextLengthError: one line naming the context length, the cap and the longest prompt.
+    """
+    from harness.scoring import max_length_of
+
+    context = max_length_of(variant.model, variant.tokenizer)
+    where = f"the context length of {model_id} ({context:,} tokens)"
+    if cell.max_new_tokens >= context:
+        raise ContextLengthError(
+            f"max_new_tokens {cell.max_new_tokens:,} is not below {where}; lower defaults.max_new_tokens"
+        )
+    longest, doc_id = 0, None
+    for doc in docs:
+        text = variant.apply_chat_template([{"role": "user", "content": spec.prompt(doc)}])
+        n = len(variant.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if n > longest:
+            longest, doc_id = n, doc.get("doc_id")
+    if longest + cell.max_new_tokens > context:
+        raise ContextLengthError(
+            f"{cell.task} doc {doc_id}: prompt {longest:,} tokens + max_new_tokens {cell.max_new_tokens:,} = "
+            f"{longest + cell.max_new_tokens:,} exceeds {where}; lower defaults.max_new_tokens or use a model with a longer context"
+        )
+    return context
+
+
 def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str, bytes] | None = None) -> CellOutcome:
     """Evaluate one cell: ``adapter.wrap(base)`` run by lm-eval on the cell's task.
 
@@ -100,6 +141,8 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
     prepared = adapter.prepare(base, spec, docs, CellContext(cell.limit, cell.batch_size, cell.max_new_tokens, kept))
     variant = adapter.wrap(base, batch_size=cell.batch_size, max_new_tokens=cell.max_new_tokens)
     sampling = cell.settings or {"samples": 1, "temperature": 0.0, "top_p": 1.0}
+    if spec.output_type == "generate_until":  # before the warm-up and the window: fail in a second
+        check_context(cell, spec, docs[:n_docs], variant, cell.model_id)
     if on_progress:
         variant.on_progress = lambda done: on_progress(done, n_docs * sampling["samples"])
     if spec.output_type == "generate_until":  # process_results grades each sample once, into grades

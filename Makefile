@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make bench SUITE=reasoning     # create .venv, install everything (embedded model included), run the suite
-#   make test                      # same install plus dev deps, run the tests
+#   make test                      # same install plus dev deps, run the tests (~8 min on 2 cores)
+#   make test-fast                 # the same without the slow-marked tests (no embedded model loads)
 # Variables: SUITE, LIMIT (samples per task; empty = the suite's default), RESULTS (results root),
 # DATA (offline data dir, passed as HARNESS_DATA_DIR; default ../shared/data when it exists, else
 # empty = the dataset hub), DEVICE (auto|cpu|cuda), FORCE (1 = re-run complete cells), PYTHON (a Python >= 3.11).
@@ -35,7 +36,7 @@ STAMP := $(VENV)/.installed
 export HARNESS_DATA_DIR := $(if $(DATA),$(abspath $(DATA)),)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install bench test validate ls summary baseline gate dashboard serve clean-venv
+.PHONY: install bench test test-fast validate ls summary baseline gate dashboard serve clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required (set PYTHON=...)"'
@@ -57,6 +58,9 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 validate: $(STAMP)
 	$(PY) -m harness validate $(SUITE)

@@ -52,7 +52,7 @@ def test_summary_contents():
     broken = line_of(text, "broken")
     assert "error [1]" in broken and "✓" not in broken
     assert "[1] gsm8k · broken: CUDA out of memory" in text
-    assert "energy per sample" in text
+    assert "Pareto front of accuracy vs J/sample" in text
     assert text.count("cc = codecarbon_estimate") == 1  # the source said once, in a footnote
 
 
@@ -105,7 +105,7 @@ def test_summary_fits_80_columns_and_never_cuts_a_variant_name(extra):
     text = console.export_text()
     lines = text.splitlines()
     assert max(len(line.rstrip()) for line in lines) <= 80
-    table_lines = lines[: next(i for i, line in enumerate(lines) if line.startswith("✓ on the front"))]
+    table_lines = lines[: next(i for i, line in enumerate(lines) if line.startswith("✓ = Pareto front"))]
     for name in [*LONG, "spec-draft-0.5b"]:
         assert sum(name in line.split() for line in table_lines) == 2 if name in LONG else 1, name
     assert "…" not in "\n".join(table_lines)
@@ -147,7 +147,7 @@ def test_energy_per_sample_is_derived_for_files_without_it():
     old = cells().drop(columns=["energy_per_token_j"])  # no energy_per_sample_j either (schema 1.0)
     text = render(summary_table(old))
     assert "1.23 J" in line_of(text, "baseline") and "4 J" in line_of(text, "slow")
-    assert "energy per sample" in text
+    assert "accuracy vs J/sample" in text
 
 
 def test_cli_summary_wide(tmp_path):

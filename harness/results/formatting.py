@@ -24,10 +24,10 @@ ENERGY_SOURCE_CODES: dict[str, str] = {
 summary's footnote spells out the codes it used (:func:`energy_source_legend`)."""
 
 ENERGY_SOURCE_NAMES: dict[str, str] = {
-    "nv": "nvml_counter (NVML energy counter)",
-    "nvi": "nvml_power_integral (NVML power, integrated)",
-    "rapl": "rapl (RAPL counter)",
-    "cc": "codecarbon_estimate (modelled: assumed CPU power × time)",
+    "nv": "nvml_counter",
+    "nvi": "nvml_power_integral",
+    "rapl": "rapl",
+    "cc": "codecarbon_estimate (modelled)",
     "-": "unavailable",
 }
 """What each code of :data:`ENERGY_SOURCE_CODES` stands for."""

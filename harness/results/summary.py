@@ -248,13 +248,13 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results", wide: b
 def _footnotes(df, axis, flagged, has_db, order, error_no, run_key, wide) -> Text:
     """The lines under the table: the front, the source codes used, flags, errors, runs."""
     lines = []
-    where = "model × task × hardware × batch × limit"
+    where = "per model/task/hardware/batch/limit"
     if axis == "energy_per_sample_j":
-        lines.append(f"✓ on the front: Pareto front of accuracy vs energy per sample (J/sample), per {where}")
+        lines.append(f"✓ = Pareto front of accuracy vs J/sample, {where}")
     elif axis == "energy_per_token_j":
-        lines.append(f"✓ on the front: Pareto front of accuracy vs energy per output token, per {where}")
+        lines.append(f"✓ = Pareto front of accuracy vs energy per output token, {where}")
     elif axis == "latency_p50_s":
-        lines.append(f"✓ on the front: Pareto front of accuracy vs latency p50 (no energy measured for any cell), per {where}")
+        lines.append(f"✓ = Pareto front of accuracy vs latency p50 (no energy measured), {where}")
     else:
         lines.append("front: not computed (neither energy nor latency available)")
     legend = energy_source_legend(df["energy_source"]) if "energy_source" in df.columns else None
@@ -266,9 +266,9 @@ def _footnotes(df, axis, flagged, has_db, order, error_no, run_key, wide) -> Tex
         if col in flagged:
             lines.append(f"flag {mark} = {meaning} ({col})")
     if has_db:
-        lines.append("db≠: τ² simulations whose final database differs from the expected one (db_mismatch_count)")
+        lines.append("db≠ = τ² simulations ending with a database other than the expected one (db_mismatch_count)")
     if not wide:
-        lines.append("totals (energy, output tokens, decode time), p90, TTFT, tok/s: harness summary --wide")
+        lines.append("harness summary --wide: totals (energy, tokens, decode time), p90, TTFT, tok/s")
     for i in order:
         if i in error_no:
             row = df.loc[i]

@@ -57,8 +57,15 @@ def load_jsonl_or_hub(relpath: str, hub_id: str, hub_config: str | None, hub_spl
     """All rows of a benchmark split as a list of dicts (hub field names), in file order.
 
     Reads ``$HARNESS_DATA_DIR/<relpath>`` when ``HARNESS_DATA_DIR`` is set, else loads
-    ``hub_id``/``hub_config``/``hub_split`` from the Hugging Face hub. Raises DataError.
+    ``hub_id``/``hub_config``/``hub_split`` from the Hugging Face hub. An absolute ``relpath``
+    (``~`` expanded: a user's own task file) is read as it is, whatever ``HARNESS_DATA_DIR``
+    says. Raises DataError.
     """
+    own = Path(relpath).expanduser()
+    if own.is_absolute():
+        if not own.is_file():
+            raise DataError(f"data file not found: {own}")
+        return read_jsonl(own)
     base = data_dir()
     if base is not None:
         path = base / relpath

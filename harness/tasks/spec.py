@@ -25,7 +25,7 @@ class TaskSpec:
     name: str
     version: str
     description: str
-    data_relpath: str  # relative to $HARNESS_DATA_DIR
+    data_relpath: str  # relative to $HARNESS_DATA_DIR, or an absolute path (your own file, read as it is)
     hub_id: str
     hub_config: str | None
     hub_split: str

@@ -42,7 +42,9 @@ def pareto_figure(
 ) -> go.Figure:
     """Scatter of ``points`` (from :func:`dashboard.tables.pareto_slice`): y = accuracy with its
     interval, x = ``cost``; colour = adapter, symbol = model; the front of each model drawn as a
-    step line and its points ringed; hover shows the variant's params and run."""
+    step line and its points ringed (not a slice's only variant: it has nothing to be compared
+    with); hover shows the variant's name, params and run (no text labels: beside close points
+    they overlap)."""
     pts = points[points["cost"].notna() & points["accuracy"].notna()]
     if log_x:
         pts = pts[pts["cost"] > 0]
@@ -62,7 +64,6 @@ def pareto_figure(
         _adapter=col(pts, "adapter").astype("object").fillna("—"),
         _model=col(pts, "model").astype("object").fillna("—"),
     )
-    labelled = len(pts) <= 25  # variant names beside the points while they stay legible
     for (adapter, model), g in pts.groupby(["_adapter", "_model"], sort=True):
         acc = g["accuracy"]
         up = (pd.to_numeric(col(g, "accuracy_ci95_high"), errors="coerce") - acc).clip(lower=0)
@@ -83,10 +84,7 @@ def pareto_figure(
             go.Scatter(
                 x=g["cost"],
                 y=acc,
-                mode="markers+text" if labelled else "markers",
-                text=col(g, "variant").astype("object").fillna("—") if labelled else None,
-                textposition="middle right",
-                textfont={"size": 11, "color": colour[adapter]},
+                mode="markers",  # variant names on hover: labels beside close points overlap
                 name=name,
                 legendgroup=adapter,
                 marker={"color": colour[adapter], "symbol": symbol[model], "size": 11},
@@ -134,19 +132,18 @@ def pareto_figure(
     )
     if log_x:
         fig.update_xaxes(type="log")
-    elif labelled and not pts.empty:  # room on the right for the variant names
-        lo, hi = float(pts["cost"].min()), float(pts["cost"].max())
-        span = (hi - lo) or abs(hi) or 1.0
-        fig.update_xaxes(range=[lo - 0.06 * span, hi + 0.15 * span])
     if unit == "bytes":
         fig.update_xaxes(tickformat="~s")
     return fig
 
 
 def front_markup(points: pd.DataFrame, axis: str) -> str:
-    """The front as an HTML table with stable data attributes (``data-axis`` on the table,
-    ``data-variant``/``data-run``/``data-model`` on each row) for people and browser tests."""
+    """The front as an HTML table with stable data attributes (``data-axis`` and ``data-count`` on
+    the table, ``data-variant``/``data-run``/``data-model`` on each row) for people and browser
+    tests. A slice whose only variant has the cost gets no front: one ``sole-row`` saying "only
+    variant in this slice" (the table's ``data-sole`` is ``1``)."""
     front = points[points["on_front"].astype(bool)].sort_values(["cost", "accuracy"], ascending=[True, False])
+    sole = points[col(points, "sole").fillna(False).astype(bool)] if "sole" in points.columns else points.iloc[:0]
     unit = COST_AXES[axis].unit
     rows = []
     for _, r in front.iterrows():
@@ -159,9 +156,15 @@ def front_markup(points: pd.DataFrame, axis: str) -> str:
             f"<td>{variant}</td><td>{html.escape(str(r.get('adapter')))}</td><td>{html.escape(_short(r.get('model')))}</td>"
             f"<td>{acc:.1%}</td><td>{r['cost']:.4g} {html.escape(unit)}</td><td>{run}</td></tr>"
         )
-    body = "".join(rows) or '<tr><td colspan="6">no cell has this cost</td></tr>'
+    alone = []
+    for variant in distinct(col(sole, "variant").astype("object")):
+        name = html.escape(str(variant))
+        alone.append(f'<tr class="sole-row" data-variant="{name}"><td colspan="6">{name}: only variant in this '
+                     "slice (nothing to compare it with, so no front)</td></tr>")
+    body = "".join(rows + alone) or '<tr><td colspan="6">no cell has this cost</td></tr>'
     return (
-        f'<table class="pareto-front" data-axis="{html.escape(axis)}" data-count="{len(rows)}">'
+        f'<table class="pareto-front" data-axis="{html.escape(axis)}" data-count="{len(rows)}" '
+        f'data-sole="{1 if alone and not rows else 0}">'
         "<thead><tr><th>variant</th><th>adapter</th><th>model</th><th>accuracy</th>"
         f"<th>{html.escape(COST_AXES[axis].label)}</th><th>run</th></tr></thead><tbody>{body}</tbody></table>"
     )

@@ -25,6 +25,7 @@ import streamlit as st
 
 from harness.results import ResultsReadWarning, SchemaVersionError, read_cells, read_runs, read_samples
 from harness.results.reader import run_dirs
+from harness.results.summary import with_energy_per_sample
 
 __all__ = [
     "RESULTS_ENV",
@@ -37,6 +38,9 @@ __all__ = [
     "best_per_variant",
     "ok_cells",
     "col",
+    "limit_text",
+    "limit_order",
+    "FULL_SPLIT",
 ]
 
 RESULTS_ENV = "HARNESS_RESULTS"
@@ -48,13 +52,30 @@ FILTERS: dict[str, str] = {
     "model": "model",
     "hardware": "hardware",
     "batch size": "batch_size",
+    "limit": "limit_text",
     "run": "run_id",
     "adapter": "adapter",
 }
-"""Sidebar filters: label -> cell column (``hardware`` is a readable label of ``hardware_id``)."""
+"""Sidebar filters: label -> cell column (``hardware`` is a readable label of ``hardware_id``;
+``limit_text`` the samples per task as text, ``all`` for a full split)."""
 
-VARIANT_KEY = ("suite", "task", "task_version", "limit", "model", "hardware_id", "batch_size", "variant", "params_hash")
-"""What makes two cells the same variant in the same comparable setting (same samples too)."""
+FULL_SPLIT = "all"
+"""``limit_text`` of a cell run on its task's full split (``limit`` null)."""
+
+VARIANT_KEY = ("suite", "task", "task_version", "limit_text", "model", "hardware_id", "batch_size", "variant", "params_hash")
+"""What makes two cells the same variant in the same comparable setting: the limit is a slice key
+like the batch size (an 8-sample cell never hides behind a 2-sample one)."""
+
+
+def limit_text(limits: pd.Series) -> pd.Series:
+    """Samples per task as text (``"8"``), :data:`FULL_SPLIT` for a null limit (the full split)."""
+    values = pd.to_numeric(limits, errors="coerce")
+    return pd.Series([FULL_SPLIT if pd.isna(v) else str(int(v)) for v in values], index=limits.index, dtype="object")
+
+
+def limit_order(values) -> list[str]:
+    """``limit_text`` values from the fewest samples to the most (the full split last)."""
+    return sorted(values, key=lambda v: (v == FULL_SPLIT, int(v) if str(v).isdigit() else 0, str(v)))
 
 
 def results_root(argv: list[str] | None = None) -> Path:
@@ -189,6 +210,8 @@ def _load(root_text: str, fingerprints: tuple[tuple[str, str, str], ...]) -> Loa
     else:
         cells = read_cells(root / "__no_runs__")  # an empty frame with every column
         cells["run_dir"] = pd.Series(dtype="object")
+    cells["limit_text"] = limit_text(col(cells, "limit"))
+    cells = with_energy_per_sample(cells)  # files before schema 1.1 lack it: energy_j / n
     labels = _hardware_labels(runs)
     hw = col(cells, "hardware_id")
     cells["hardware"] = [
@@ -233,6 +256,8 @@ def best_per_variant(cells: pd.DataFrame) -> pd.DataFrame:
     ok = ok_cells(cells)
     if ok.empty:
         return ok
+    if "limit_text" not in ok.columns:
+        ok = ok.assign(limit_text=limit_text(col(ok, "limit")))
     key = [c for c in VARIANT_KEY if c in ok.columns]
     order = ok.assign(
         _acc=pd.to_numeric(col(ok, "accuracy"), errors="coerce").fillna(-1.0),

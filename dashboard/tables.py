@@ -13,15 +13,20 @@ import numpy as np
 import pandas as pd
 
 from harness.results import COST_AXES, pareto_front
-from harness.results.pareto import DEFAULT_GROUP_COLS
+from harness.results.pareto import DEFAULT_GROUP_COLS, sole_variant
 
-from dashboard.data import col
+from dashboard.data import col, limit_text
 
 __all__ = [
     "ci_text",
     "leaderboard_rows",
+    "leaderboard_layout",
+    "leaderboard_optional",
+    "LEADERBOARD_DEFAULT",
+    "default_compare_pair",
     "counter_columns",
     "pareto_slice",
+    "SLICE_COLS",
     "depth_curves",
     "DEPTH_CURVE_COLUMNS",
     "best_within",
@@ -75,6 +80,7 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "model": "model",
     "hardware": "hardware",
     "batch_size": "batch",
+    "limit_text": "limit",
     "accuracy": "accuracy",
     "accuracy_ci": "95% CI (%)",
     "n": "n",
@@ -82,6 +88,7 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "metric_mcc": "MCC",
     "metric_pearson": "Pearson r",
     "metric_spearman": "Spearman ρ",
+    "energy_per_sample_j": "energy/sample (J)",
     "energy_per_token_j": "energy/token (J)",
     "energy_per_correct_j": "energy/correct (J)",
     "energy_source": "energy source",
@@ -101,6 +108,34 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
 }
 """Leaderboard column -> label, in display order (``counter_*`` columns go before ``params``)."""
 
+LEADERBOARD_DEFAULT = (
+    "variant", "adapter", "model", "hardware", "batch_size", "limit_text", "accuracy", "accuracy_ci", "n",
+    "metric_f1", "metric_mcc", "metric_pearson", "metric_spearman", "energy_per_sample_j", "energy_source",
+    "latency_p50_s", "output_tokens_mean", "truncation_rate", "peak_rss_mib", "status", "error",
+)
+"""The columns a leaderboard table shows by default, sized to fit a 1400 px window beside the
+sidebar (the rest are one click away: :func:`leaderboard_layout`)."""
+
+
+def leaderboard_layout(rows: pd.DataFrame, extra: Sequence[str] = (), all_runs: bool = False) -> tuple[list[str], list[str]]:
+    """``(shown, constant)`` columns of one leaderboard table built by :func:`leaderboard_rows`:
+    the default columns plus ``extra`` (and the run in the all-runs view), in display order, less
+    the settings that do not vary within the table (model, hardware, batch size, limit, energy
+    source), which the table's caption states once instead."""
+    wanted = set(LEADERBOARD_DEFAULT) | set(extra) | ({"run_id"} if all_runs else set())
+    constant = [
+        c for c in ("model", "hardware", "batch_size", "limit_text", "energy_source")
+        if c in rows.columns and len(rows) > 1 and rows[c].astype("object").nunique(dropna=False) <= 1
+    ]
+    shown = [c for c in rows.columns if c in wanted and c not in constant]
+    return shown, constant
+
+
+def leaderboard_optional(rows: pd.DataFrame) -> list[str]:
+    """Columns of ``rows`` beyond the default ones (p90, TTFT, energy per token/correct, counters,
+    params, run...), offered in a picker."""
+    return [c for c in rows.columns if c not in LEADERBOARD_DEFAULT]
+
 
 def leaderboard_rows(cells: pd.DataFrame) -> pd.DataFrame:
     """One display row per cell, columns of :data:`LEADERBOARD_COLUMNS` (present ones) plus
@@ -112,6 +147,7 @@ def leaderboard_rows(cells: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, pd.Series | list] = {
         name: col(cells, name) for name in ("variant", "adapter", "model", "hardware", "batch_size")
     }
+    out["limit_text"] = col(cells, "limit_text") if "limit_text" in cells.columns else limit_text(col(cells, "limit"))
     out["accuracy"] = num("accuracy")
     out["accuracy_ci"] = [
         ci_text(lo, hi) for lo, hi in zip(col(cells, "accuracy_ci95_low"), col(cells, "accuracy_ci95_high"))
@@ -120,7 +156,7 @@ def leaderboard_rows(cells: pd.DataFrame) -> pd.DataFrame:
     for name in ("metric_f1", "metric_mcc", "metric_pearson", "metric_spearman"):  # a task's official metrics
         if num(name).notna().any():
             out[name] = num(name)
-    for name in ("energy_per_token_j", "energy_per_correct_j"):
+    for name in ("energy_per_sample_j", "energy_per_token_j", "energy_per_correct_j"):
         out[name] = num(name)
     out["energy_source"] = _energy_source(cells)
     for name in ("latency_p50_s", "latency_p90_s", "ttft_p50_s", "output_tokens_mean", "truncation_rate", "throughput_tok_per_s"):
@@ -144,18 +180,43 @@ def leaderboard_rows(cells: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["accuracy", "variant"], ascending=[False, True], na_position="last", kind="stable")
 
 
+SLICE_COLS = (*DEFAULT_GROUP_COLS, "limit_text")
+"""What a front is computed within: model, task, hardware, batch size and limit (the summary's too)."""
+
+
 def pareto_slice(cells: pd.DataFrame, axis: str) -> pd.DataFrame:
     """The ok cells with ``on_front`` (the shared :func:`harness.results.pareto_front` within
-    each (model, task, hardware, batch size) group) and ``cost`` (the axis column) added."""
+    each :data:`SLICE_COLS` group), ``sole`` (the only variant of its group: nothing to compare,
+    so never ``on_front``; :func:`harness.results.pareto.sole_variant`) and ``cost`` (the axis
+    column) added."""
     column = COST_AXES[axis].column
     ok = cells[col(cells, "status") == "ok"].copy()
     ok["cost"] = pd.to_numeric(col(ok, column), errors="coerce").astype("float64")
     ok["accuracy"] = pd.to_numeric(col(ok, "accuracy"), errors="coerce").astype("float64")
-    for g in DEFAULT_GROUP_COLS:
+    if "limit_text" not in ok.columns:
+        ok["limit_text"] = limit_text(col(ok, "limit"))
+    for g in SLICE_COLS:
         if g not in ok.columns:
             ok[g] = None
-    ok["on_front"] = pareto_front(ok, cost_col="cost", group_cols=DEFAULT_GROUP_COLS) if len(ok) else False
+    if len(ok):
+        ok["sole"] = sole_variant(ok, cost_col="cost", group_cols=SLICE_COLS)
+        ok["on_front"] = pareto_front(ok, cost_col="cost", group_cols=SLICE_COLS) & ~ok["sole"]
+    else:
+        ok["sole"] = ok["on_front"] = False
     return ok
+
+
+def default_compare_pair(cells: pd.DataFrame) -> tuple[str, str] | None:
+    """The runs the Compare page opens on: the latest run (B, candidate) and the latest earlier
+    run of the same suite (A, baseline); the two latest runs when no earlier run shares B's
+    suite; None with fewer than two runs. Run ids sort by creation time."""
+    runs = distinct(col(cells, "run_id"))
+    if len(runs) < 2:
+        return None
+    b = runs[-1]
+    suite_of = dict(zip(col(cells, "run_id"), col(cells, "suite")))
+    same = [r for r in runs[:-1] if suite_of.get(r) == suite_of.get(b)]
+    return (same[-1] if same else runs[-2]), b
 
 
 DEPTH_COLUMN = re.compile(r"^counter_(?P<metric>.+?)_depth_(?P<depth>\d+)$")

@@ -62,8 +62,8 @@ def sidebar(root: Path | str | None = None) -> Context:
         view = st.radio(
             "Rows", list(VIEWS), format_func=VIEWS.get, key="view", horizontal=True,
             help="best per variant: the most accurate ok cell of each variant and setting (same "
-            "task version, limit, model, hardware, batch size; ties: larger n, then latest run); "
-            "all runs: every cell, failed ones included.",
+            "task version, limit, model, hardware, batch size: cells at other limits are rows of "
+            "their own; ties: larger n, then latest run); all runs: every cell, failed ones included.",
         )
         st.button("Reload results", help="Re-read files that changed (a refresh does the same).")
     ctx = Context(loaded=loaded, chosen=chosen, view=view)

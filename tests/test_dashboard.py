@@ -136,7 +136,8 @@ def test_batch_size_and_hardware_never_share_a_front(tmp_path: Path):
         ],
     )
     pts = pareto_slice(load(root).cells, "energy_per_token_j")
-    assert pts["on_front"].all()  # each is alone in its (model, task, hardware, batch) group
+    # each is alone in its (model, task, hardware, batch) group: the only variant, not "on the front"
+    assert pts["sole"].all() and not pts["on_front"].any()
 
 
 def test_energy_axis_labelled_as_estimate(results: Path):
@@ -254,12 +255,19 @@ def test_leaderboard_renders_tables_filters_and_failed_cells(results: Path, monk
     assert any("out of memory in the synthetic fixture" in str(d.value.to_dict()) for d in at.dataframe)
     assert any("failed" in e.value for e in at.error)
     table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
-    assert {"accuracy", "accuracy_ci", "latency_p50_s", "latency_p90_s", "energy_per_token_j",
-            "energy_per_correct_j", "energy_source", "peak_rss_mib", "throughput_tok_per_s",
-            "output_tokens_mean", "counter_reasoning_tokens_mean"} <= set(table.columns)
-    assert table["energy_source"].str.contains("estimate").all()  # codecarbon_estimate
+    assert {"accuracy", "accuracy_ci", "latency_p50_s", "energy_per_sample_j", "peak_rss_mib",
+            "output_tokens_mean", "truncation_rate"} <= set(table.columns)
+    # settings shared by the whole table are said once, above it
+    assert any("energy source codecarbon_estimate" in c.value and "limit 10" in c.value for c in at.caption)
     assert table["accuracy"].is_monotonic_decreasing  # default order: best first
     assert len(table) == len(PARETO)  # best per variant: one row each
+    more = ["latency_p90_s", "energy_per_token_j", "energy_per_correct_j", "throughput_tok_per_s",
+            "counter_reasoning_tokens_mean"]
+    assert not set(more) & set(table.columns)  # one pick away
+    at.multiselect(key="leaderboard_extra").set_value(more).run()
+    table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert set(more) <= set(table.columns)
+    at.multiselect(key="leaderboard_extra").set_value([]).run()
 
     at.multiselect(key="filter_task").set_value(["math500"]).run()
     assert [s.value for s in at.subheader] == ["synth · math500"]
@@ -283,7 +291,8 @@ def test_pareto_page_front_and_axis_switch(results: Path, monkeypatch):
     assert not at.exception
     assert at.selectbox(key="pareto_task").value == "gsm8k"
     axis, front = _front_variants(at)
-    assert (axis, front) == ("energy_per_token_j", ENERGY_FRONT)
+    # energy per sample (derived as energy_j / n for files without it), as the CLI summary
+    assert (axis, front) == ("energy_per_sample_j", ENERGY_FRONT)
     assert any("modelled" in c.value for c in at.caption)
     at.selectbox(key="pareto_axis").set_value("latency_p50_s").run()
     assert _front_variants(at) == ("latency_p50_s", LATENCY_FRONT)
@@ -477,3 +486,97 @@ def test_agent_cells_on_leaderboard_and_pareto(tmp_path: Path, monkeypatch):
     at.selectbox(key="pareto_axis").set_value("agent_tokens_per_task").run()
     assert not at.exception
     assert _front_variants(at) == ("agent_tokens_per_task", {"a1", "a2"})
+
+
+# ---- issue 19: slices (limits, single variants), compare defaults, labels --------------------------
+
+
+def _limits_root(tmp_path: Path) -> Path:
+    """baseline at 2 samples (perfect), at 8 samples (half right) and on the full split (limit
+    null); int8 at 8 samples only."""
+    root = tmp_path / "results"
+    synthetic.write_run(root, RUN1, [
+        synthetic.cell(RUN1, variant="baseline", n=2, n_correct=2, energy_per_token_j=1.0),
+        synthetic.cell(RUN1, variant="int8", n=8, n_correct=2, energy_per_token_j=0.5),
+    ])
+    synthetic.write_run(root, RUN2, [
+        synthetic.cell(RUN2, variant="baseline", n=8, n_correct=4, energy_per_token_j=1.0),
+        synthetic.cell(RUN2, variant="baseline", n=12, n_correct=6, energy_per_token_j=1.0, limit=None,
+                       cell_hash="fullsplit"),
+    ])
+    return root
+
+
+def test_best_per_variant_never_mixes_limits(tmp_path: Path, monkeypatch):
+    cells = load(_limits_root(tmp_path)).cells
+    best = best_per_variant(cells)
+    baseline = best[best["variant"] == "baseline"].set_index("limit_text")
+    assert sorted(baseline.index) == ["2", "8", "all"]  # the 8-sample cell is not hidden by the 2-sample one
+    assert baseline.loc["8", "accuracy"] == pytest.approx(0.5) and baseline.loc["all", "n"] == 12
+    at = _app(tmp_path / "results", monkeypatch).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert sorted(table.loc[table["variant"] == "baseline", "limit_text"]) == ["2", "8", "all"]
+    at.multiselect(key="filter_limit_text").set_value(["8"]).run()
+    table = next(d.value for d in at.dataframe if "accuracy" in d.value.columns)
+    assert sorted(table["variant"]) == ["baseline", "int8"]
+    assert any("limit 8" in c.value for c in at.caption)  # constant within the table: said once
+
+
+def test_pareto_slices_by_limit_including_the_full_split(tmp_path: Path, monkeypatch):
+    at = _app(_limits_root(tmp_path), monkeypatch).run()
+    at.switch_page("views/pareto.py").run()
+    assert not at.exception
+    box = at.selectbox(key="pareto_limit")
+    assert list(box.options) == ["2", "8", "all"] and box.value == "all"
+    box.set_value("8").run()
+    assert _front_variants(at)[1] == {"baseline", "int8"}  # cheaper-but-worse and dearer-but-better
+    points = pareto_slice(load(tmp_path / "results").cells, "energy_per_token_j")
+    assert set(points.loc[points["limit_text"] == "8", "variant"]) == {"baseline", "int8"}
+    assert points.loc[points["limit_text"] == "8", "sole"].eq(False).all()
+    assert points.loc[points["limit_text"] != "8", "sole"].all()  # baseline alone at 2 and on the full split
+
+
+def test_a_single_variant_slice_is_the_only_variant_not_on_the_front(tmp_path: Path, monkeypatch):
+    root = tmp_path / "results"
+    synthetic.write_run(root, RUN1, [synthetic.cell(RUN1, variant="solo", n=10, n_correct=6)])
+    points = pareto_slice(load(root).cells, "energy_per_token_j")
+    assert points["sole"].all() and not points["on_front"].any()
+    markup = front_markup(points, "energy_per_token_j")
+    assert 'data-sole="1"' in markup and 'class="sole-row" data-variant="solo"' in markup
+    assert "only variant in this slice" in markup and "front-row" not in markup
+    fig = pareto_figure(points, "energy_per_token_j")
+    assert not [t for t in fig.data if t.name in ("front", "on the front")]
+    at = _app(root, monkeypatch).run()
+    at.switch_page("views/pareto.py").run()
+    assert not at.exception
+    subheaders = [s.value for s in at.subheader]
+    assert "Only variant in this slice" in subheaders and "On the front" not in subheaders
+
+
+def test_pareto_points_are_named_on_hover_not_by_overlapping_labels(results: Path):
+    points = pareto_slice(load(results).cells.query("run_id == @RUN1 and task == 'gsm8k'"), "energy_per_token_j")
+    fig = pareto_figure(points, "energy_per_token_j")
+    scatter = [t for t in fig.data if t.customdata is not None]
+    assert scatter and all(t.mode == "markers" and t.text is None for t in scatter)
+    assert all("customdata[0]" in t.hovertemplate for t in scatter)  # the variant, on hover
+    assert {v for t in scatter for v, *_ in t.customdata} == set(PARETO)
+
+
+def test_compare_opens_on_two_runs_of_the_same_suite(tmp_path: Path, monkeypatch):
+    root = tmp_path / "results"
+    other = "20260101T120000Z-other-0001"  # between the two synth runs, another suite
+    synthetic.write_run(root, RUN1, [synthetic.cell(RUN1, variant="A", n=10, n_correct=5)])
+    synthetic.write_run(root, other, [synthetic.cell(other, variant="A", n=10, n_correct=5, suite="other")],
+                        suite="other")
+    synthetic.write_run(root, RUN2, [synthetic.cell(RUN2, variant="A", n=10, n_correct=6)])
+    from dashboard.tables import default_compare_pair
+
+    assert default_compare_pair(load(root).cells) == (RUN1, RUN2)
+    at = _app(root, monkeypatch).run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert (at.selectbox(key="compare_a").value, at.selectbox(key="compare_b").value) == (RUN1, RUN2)
+    assert not any("different suites" in w.value for w in at.warning)
+    at.selectbox(key="compare_a").set_value(other).run()
+    assert any("different suites" in w.value for w in at.warning)

@@ -5,6 +5,7 @@ task, and saves screenshots."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -49,23 +50,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path: Path):
-    root = tmp_path / "results"
-    synthetic.write_run(
-        root,
-        RUN,
-        [
-            synthetic.cell(RUN, variant=v, adapter="think_budget" if v in "AC" else "int8", params={"v": v},
-                           n=10, n_correct=k, energy_per_token_j=e, latency_p50_s=lat)
-            for v, (k, e, lat) in CASE.items()
-        ]
-        + [  # a training cell with depth exits (sorted_depth), on another task
-            synthetic.cell(RUN, variant="sorted-depth", adapter="sorted_depth", task="sst2", n=10, n_correct=9,
-                           cell_kind="finetune", task_metric="accuracy", task_metric_value=0.9,
-                           counter_accuracy_depth_2=0.6, counter_accuracy_depth_4=0.75, counter_accuracy_depth_6=0.9)
-        ],
-    )
+@contextlib.contextmanager
+def _streamlit(root: Path, tmp_path: Path):
+    """``streamlit run dashboard/app.py`` on a free loopback port over ``root``; yields its URL."""
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -105,6 +92,27 @@ def served(tmp_path: Path):
         log.close()
 
 
+@pytest.fixture
+def served(tmp_path: Path):
+    root = tmp_path / "results"
+    synthetic.write_run(
+        root,
+        RUN,
+        [
+            synthetic.cell(RUN, variant=v, adapter="think_budget" if v in "AC" else "int8", params={"v": v},
+                           n=10, n_correct=k, energy_per_token_j=e, latency_p50_s=lat)
+            for v, (k, e, lat) in CASE.items()
+        ]
+        + [  # a training cell with depth exits (sorted_depth), on another task
+            synthetic.cell(RUN, variant="sorted-depth", adapter="sorted_depth", task="sst2", n=10, n_correct=9,
+                           cell_kind="finetune", task_metric="accuracy", task_metric_value=0.9,
+                           counter_accuracy_depth_2=0.6, counter_accuracy_depth_4=0.75, counter_accuracy_depth_6=0.9)
+        ],
+    )
+    with _streamlit(root, tmp_path) as url:
+        yield url
+
+
 def _front(page) -> tuple[str, set[str]]:
     table = page.locator(".st-key-pareto-front table.pareto-front")
     axis = table.get_attribute("data-axis")
@@ -126,8 +134,8 @@ def test_pareto_front_in_chromium(served: str, tmp_path: Path):
             page.set_default_timeout(90_000)
             page.goto(f"{served}/pareto")
             page.locator(".js-plotly-plot").first.wait_for(state="visible")
-            page.locator('.st-key-pareto-front table[data-axis="energy_per_token_j"]').wait_for()
-            assert _front(page) == ("energy_per_token_j", ENERGY_FRONT)
+            page.locator('.st-key-pareto-front table[data-axis="energy_per_sample_j"]').wait_for()
+            assert _front(page) == ("energy_per_sample_j", ENERGY_FRONT)  # energy_j / n, as the CLI summary
             assert "modelled estimate" in page.locator(".js-plotly-plot .xtitle").first.text_content()
 
             box = page.locator(".st-key-pareto_axis")
@@ -151,5 +159,78 @@ def test_pareto_front_in_chromium(served: str, tmp_path: Path):
             shot = tmp_path / "depth_curves.png"
             page.locator(".st-key-depth_chart").screenshot(path=str(shot))  # scrolled into view
             assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
+
+
+# a reasoning-full-like table: long variant names, every adapter's counters, warm-up and GPU memory
+WIDE = {"entropy-switch-0.5b": (3, 0.9, 4.0), "spec-prompt-lookup": (4, 0.7, 2.0), "budget-64": (2, 0.3, 1.0),
+        "early-exit-0.98": (3, 0.5, 3.0), "int8": (4, 0.6, 5.0), "baseline": (4, 1.0, 5.5)}
+
+
+def _grid_state(page) -> list[dict]:
+    """Each leaderboard grid: its box, its scroller's widths and the column headers in the DOM."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"]')).map(df => {
+        const sc = df.querySelector('.dvn-scroller');
+        const box = df.getBoundingClientRect();
+        return {right: box.right, scrollWidth: sc.scrollWidth, clientWidth: sc.clientWidth,
+                headers: Array.from(df.querySelectorAll('[role=columnheader]')).map(h => h.textContent.trim())};
+    })""")
+
+
+def test_leaderboard_columns_reachable_at_1400px_and_pareto_names_on_hover(tmp_path: Path):
+    root = tmp_path / "results"
+    counters = {f"counter_{name}_mean": 1.5 for name in (
+        "reasoning_tokens", "answer_tokens", "forced_answer", "layers_executed", "exit_layer", "switches",
+        "large_model_token_share", "drafts_proposed", "drafts_accepted", "acceptance_length")}
+    synthetic.write_run(root, RUN, [
+        synthetic.cell(RUN, variant=v, adapter=v.split("-")[0], params={"v": v}, n=10, n_correct=k,
+                       energy_per_token_j=e, latency_p50_s=lat, warmup_time_s=1.5, peak_allocated_bytes=2e9,
+                       **counters)
+        for v, (k, e, lat) in WIDE.items()
+    ])
+    with _streamlit(root, tmp_path) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(90_000)
+            page.goto(url)
+            page.locator('[data-testid="stDataFrame"] .dvn-scroller').first.wait_for(state="visible")
+            time.sleep(1.0)
+            (grid,) = _grid_state(page)
+            # the default columns fit beside the sidebar: nothing hidden off to the right
+            assert grid["scrollWidth"] <= grid["clientWidth"] + 2, grid
+            assert grid["right"] <= 1400
+            assert grid["headers"][-1] == "peak RSS (MiB)", grid["headers"]
+            page.screenshot(path=str(tmp_path / "leaderboard_1400.png"), full_page=True)
+
+            # every other column is one pick away, and the grid then scrolls to its last one
+            picker = page.locator(".st-key-leaderboard_extra input")
+            for name in ("params", "run", "latency p90 (s)"):  # the list is long: type to find
+                picker.click()
+                picker.fill(name)
+                page.get_by_role("option", name=name, exact=True).click()
+            page.keyboard.press("Escape")
+            page.wait_for_function("""() => { const sc = document.querySelector('[data-testid="stDataFrame"] .dvn-scroller');
+                                              return sc && sc.scrollWidth > sc.clientWidth + 2; }""")
+            page.evaluate("""() => { const sc = document.querySelector('[data-testid="stDataFrame"] .dvn-scroller');
+                                     sc.scrollLeft = sc.scrollWidth; }""")
+            page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"] [role=columnheader]'))
+                                              .some(h => h.textContent.trim() === 'run')""")
+
+            # Pareto: no text beside the points (labels of close points overlapped); the name on hover
+            page.goto(f"{url}/pareto")
+            page.locator(".js-plotly-plot").first.wait_for(state="visible")
+            time.sleep(1.0)
+            assert page.locator(".js-plotly-plot .scatterlayer .textpoint").count() == 0
+            point = page.locator(".js-plotly-plot .scatterlayer .trace .points path").first
+            point.hover(force=True)
+            page.locator(".js-plotly-plot .hoverlayer .hovertext").first.wait_for(state="visible")
+            hover = page.locator(".js-plotly-plot .hoverlayer").text_content()
+            assert any(v in hover for v in WIDE), hover
+            page.screenshot(path=str(tmp_path / "pareto_hover.png"), full_page=True)
         finally:
             browser.close()

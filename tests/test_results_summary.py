@@ -150,6 +150,13 @@ def test_energy_per_sample_is_derived_for_files_without_it():
     assert "accuracy vs J/sample" in text
 
 
+def test_the_only_variant_of_a_slice_is_not_marked_on_the_front():
+    one = cells().assign(batch_size=[1, 8, 8])  # baseline alone at batch 1; slow and broken at batch 8
+    text = render(summary_table(one))
+    assert "✓" not in line_of(text, "baseline") and "✓" not in line_of(text, "slow")  # slow is alone among ok cells
+    assert "no ✓ for 2 cell(s): the only variant in their slice" in text
+
+
 def test_cli_summary_wide(tmp_path):
     from typer.testing import CliRunner
 

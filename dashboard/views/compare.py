@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.data import col, run_fingerprint
-from dashboard.tables import COMPARE_METRICS, compare_runs, distinct
+from dashboard.tables import COMPARE_METRICS, compare_runs, default_compare_pair, distinct
 
 ctx = ui.get_ctx()
 st.title("Compare two runs")
@@ -90,9 +90,19 @@ if not ui.empty_state(ctx, cells):
     if len(runs) < 2:
         st.info(f"Comparing needs two runs; the filters leave {len(runs)}. {ui.MAKE_SOME}")
     else:
+        # opens on the latest run and the latest earlier run of the same suite
+        default_a, default_b = default_compare_pair(cells)
+        suite_of = dict(zip(col(cells, "run_id"), col(cells, "suite")))
+
+        def label(run: str) -> str:
+            return f"{run} ({suite_of.get(run)})"
+
         left, right = st.columns(2)
-        run_a = left.selectbox("run A (baseline)", runs, index=len(runs) - 2, key="compare_a")
-        run_b = right.selectbox("run B (candidate)", runs, index=len(runs) - 1, key="compare_b")
+        run_a = left.selectbox("run A (baseline)", runs, index=runs.index(default_a), format_func=label, key="compare_a")
+        run_b = right.selectbox("run B (candidate)", runs, index=runs.index(default_b), format_func=label, key="compare_b")
+        if suite_of.get(run_a) != suite_of.get(run_b):
+            st.warning(f"Runs of different suites ({suite_of.get(run_a)} and {suite_of.get(run_b)}): "
+                       "only the cells they share are compared.")
         a = cells[col(cells, "run_id") == run_a]
         b = cells[col(cells, "run_id") == run_b]
         table = compare_runs(a, b)

@@ -10,7 +10,7 @@ from harness.results.summary import front_axis
 
 from dashboard import ui
 from dashboard.charts import METRIC_LABELS, depth_figure, front_markup, pareto_figure
-from dashboard.data import col, ok_cells
+from dashboard.data import col, limit_order, ok_cells
 from dashboard.tables import axis_energy_note, best_within, depth_curves, distinct, pareto_slice
 
 ctx = ui.get_ctx()
@@ -27,11 +27,11 @@ if not ui.empty_state(ctx, cells):
     in_hw = in_task[col(in_task, "hardware") == hardware]
     batch = right.selectbox("batch size", distinct(col(in_hw, "batch_size")), key="pareto_batch")
     sliced = in_hw[col(in_hw, "batch_size") == batch]
-    limits = distinct(col(sliced, "limit"))
+    limits = limit_order(distinct(col(sliced, "limit_text")))  # "all" = the full split (no limit)
     limit = None
     if len(limits) > 1:  # accuracies over different sample sets do not share a front either
         limit = st.selectbox("samples per task (limit)", limits, index=len(limits) - 1, key="pareto_limit")
-        sliced = sliced[col(sliced, "limit") == limit]
+        sliced = sliced[col(sliced, "limit_text") == limit]
 
     axes = list(COST_AXES)
     default_axis = front_axis(sliced) or axes[0]
@@ -80,13 +80,15 @@ if not ui.empty_state(ctx, cells):
             config={"toImageButtonOptions": {"format": "png", "filename": "pareto", "scale": 2}, "displaylogo": False},
         )
 
-    st.subheader("On the front")
+    alone = not plotted.empty and not points["on_front"].any() and points["sole"].any()
+    st.subheader("Only variant in this slice" if alone else "On the front")
     with st.container(key="pareto-front"):
         st.markdown(front_markup(points, axis), unsafe_allow_html=True)
     st.caption(
         f"Front: cells not dominated in (accuracy ↑, {COST_AXES[axis].label.lower()} ↓) among "
         "the same model in this slice (ties kept), by `harness.results.pareto_front`, the same "
-        "function as the CLI summary and the gate."
+        "function as the CLI summary and the gate. A slice's only variant has nothing to be "
+        "compared with: it is not marked as on the front. Hover a point for its variant."
     )
 
     st.download_button(

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["CostAxis", "COST_AXES", "DEFAULT_GROUP_COLS", "pareto_front", "pareto_mask"]
+__all__ = ["CostAxis", "COST_AXES", "DEFAULT_GROUP_COLS", "pareto_front", "pareto_mask", "sole_variant"]
 
 
 class CostAxis(NamedTuple):
@@ -124,4 +124,37 @@ def pareto_front(
         pos = np.flatnonzero(group_ids == gid)
         mask[pos] = pareto_mask(acc[pos], cost[pos])
     result[:] = mask
+    return result
+
+
+def sole_variant(
+    df: pd.DataFrame,
+    acc_col: str = "accuracy",
+    cost_col: str = "energy_per_token_j",
+    group_cols: Sequence[str] = DEFAULT_GROUP_COLS,
+    variant_col: str = "variant",
+) -> pd.Series:
+    """Rows that are the only variant of their slice: their group (as in :func:`pareto_front`)
+    holds no other ``variant_col`` value among the rows with a numeric accuracy and cost. Such a
+    row is trivially on its front; displays say "only variant in this slice" instead.
+
+    Returns:
+        A bool Series aligned with ``df.index`` (name ``"sole_variant"``); False for rows whose
+        accuracy or cost is missing.
+    """
+    result = pd.Series(False, index=df.index, dtype=bool, name="sole_variant")
+    if df.empty:
+        return result
+    acc = pd.to_numeric(df[acc_col], errors="coerce")
+    cost = pd.to_numeric(df[cost_col], errors="coerce")
+    valid = acc.notna() & cost.notna()
+    if not valid.any():
+        return result
+    part = df[valid]
+    names = part[variant_col].astype("object").fillna("") if variant_col in part.columns else pd.Series("", index=part.index)
+    if group_cols:
+        counts = names.groupby([part[c] for c in group_cols], dropna=False).transform("nunique")
+    else:
+        counts = pd.Series(names.nunique(), index=part.index)
+    result.loc[part.index] = (counts == 1).to_numpy()
     return result

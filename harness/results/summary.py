@@ -29,10 +29,10 @@ from harness.results.formatting import (
     text,
 )
 from harness.results.fit_table import FitColumn, FitTable
-from harness.results.pareto import COST_AXES, DEFAULT_GROUP_COLS, pareto_front
+from harness.results.pareto import COST_AXES, DEFAULT_GROUP_COLS, pareto_front, sole_variant
 from harness.results.spread import repeat_spread
 
-__all__ = ["summary_table", "spread_table", "front_axis", "format_seconds", "format_energy", "format_accuracy",
+__all__ = ["summary_table", "spread_table", "front_axis", "with_energy_per_sample", "format_seconds", "format_energy", "format_accuracy",
            "FLAGS"]
 
 # kept for callers of the old private names
@@ -63,7 +63,7 @@ def _true(v: Any) -> bool:
     return v is not None and v is not pd.NA and not (isinstance(v, float) and v != v) and bool(v)
 
 
-def _with_energy_per_sample(df: pd.DataFrame) -> pd.DataFrame:
+def with_energy_per_sample(df: pd.DataFrame) -> pd.DataFrame:
     """``energy_per_sample_j`` filled in as ``energy_j / n`` (its definition,
     :func:`harness.core.rows.energy_ratios`) where it is null: files written before schema 1.1
     lack it."""
@@ -146,7 +146,8 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results", wide: b
     One row per cell (task × variant; run, model, batch size and repeat shown when they vary). A
     ``✓`` after the variant marks the Pareto front of accuracy against energy per sample in its
     model × task × hardware × batch size × limit slice (energy per token, then latency p50, when no
-    cell has it; only ``status == "ok"`` cells compete). Columns: n; accuracy % with its 95 %
+    cell has it; only ``status == "ok"`` cells compete; the only variant of a slice gets no ✓,
+    a footnote says so). Columns: n; accuracy % with its 95 %
     interval (a failed cell shows ``error [k]`` there, its message under the table); task metrics
     (NLU) when present; mean output tokens; truncation rate (share of samples that hit the token
     cap) when present; latency p50; energy per sample (``J/sample``) and its source code
@@ -170,17 +171,22 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results", wide: b
         if is_training.all():
             return trained
         return Group(summary_table(cells_df[~is_training], title=title, wide=wide), trained)
-    df = _with_energy_per_sample(cells_df.reset_index(drop=True))
+    df = with_energy_per_sample(cells_df.reset_index(drop=True))
     if df.empty:
         return FitTable([FitColumn(c, "left") for c in ("task", "variant", "acc %")], [], title=title, caption="no cells")
 
     axis = front_axis(df)
     on_front = pd.Series(False, index=df.index)
+    sole = pd.Series(False, index=df.index)
     if axis is not None and "accuracy" in df.columns:
         ok = df["status"] == "ok" if "status" in df.columns else pd.Series(True, index=df.index)
         # cells over different sample sets (limits) are not compared on one front
         groups = [c for c in (*DEFAULT_GROUP_COLS, "limit") if c in df.columns]
         on_front.loc[ok[ok].index] = pareto_front(df[ok], cost_col=COST_AXES[axis].column, group_cols=groups)
+        # the only variant of its slice is not "on the front": there is nothing to compare it with
+        alone = sole_variant(df[ok], cost_col=COST_AXES[axis].column, group_cols=groups)
+        sole.loc[alone[alone].index] = True
+        on_front &= ~sole
 
     runs = sorted(df["run_id"].dropna().unique()) if "run_id" in df.columns else []
     run_key = {r: f"#{i}" for i, r in enumerate(runs, 1)}
@@ -241,11 +247,12 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results", wide: b
 
     rows = [[col.value(df.loc[i]) for col in cols] for i in order]
     table = FitTable([FitColumn(c.header, c.justify, c.keep, c.wrap_first) for c in cols], rows, title=title)
-    notes = _footnotes(df, axis, flagged, has_db, order, error_no, run_key if len(runs) > 1 else {}, wide)
+    notes = _footnotes(df, axis, flagged, has_db, order, error_no, run_key if len(runs) > 1 else {}, wide,
+                       sole_count=int(sole.sum()))
     return Group(table, notes)
 
 
-def _footnotes(df, axis, flagged, has_db, order, error_no, run_key, wide) -> Text:
+def _footnotes(df, axis, flagged, has_db, order, error_no, run_key, wide, sole_count: int = 0) -> Text:
     """The lines under the table: the front, the source codes used, flags, errors, runs."""
     lines = []
     where = "per model/task/hardware/batch/limit"
@@ -257,6 +264,8 @@ def _footnotes(df, axis, flagged, has_db, order, error_no, run_key, wide) -> Tex
         lines.append(f"✓ = Pareto front of accuracy vs latency p50 (no energy measured), {where}")
     else:
         lines.append("front: not computed (neither energy nor latency available)")
+    if sole_count:
+        lines.append(f"no ✓ for {sole_count} cell(s): the only variant in their slice, nothing to compare")
     legend = energy_source_legend(df["energy_source"]) if "energy_source" in df.columns else None
     if legend:
         lines.append(f"src (energy source): {legend}")

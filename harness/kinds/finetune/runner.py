@@ -61,11 +61,11 @@ class FinetuneRunner:
 
     def run(self, cell: Cell, base, telemetry, on_progress=None, files=None) -> CellOutcome:
         """Train and evaluate one cell."""
-        from harness.finetune.base import FitContext, TrainSettings
+        from harness.finetune.base import FitContext
         from harness.finetune.data import encode, get_finetune_task
         from harness.finetune.measure import count_params, serialize_state, time_switch
         from harness.finetune.metrics import task_metrics
-        from harness.finetune.train import TrainData, evaluate
+        from harness.finetune.train import TrainData, TrainSettings, evaluate
         from harness.models import param_bytes
         from harness.core.stats import accuracy_with_ci
 

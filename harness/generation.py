@@ -189,14 +189,24 @@ def eos_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def _cache_kwarg(module) -> str:
-    """Name of a module's KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+def cache_kwarg(module) -> str:
+    """Name of a module's KV-cache keyword argument: ``cache`` (transformers >= 5.2x) or
+    ``past_key_values`` (older releases), read from ``module.forward``'s signature.
+
+    Use it to pass a cache back in: ``model(..., **{cache_kwarg(model): cache})``.
+    """
     import inspect
 
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
-def _cache_of(output):
+def cache_of(output):
+    """The KV cache in a forward's ``output`` (or in the keyword ``inputs`` of one): its ``cache``
+    entry when set (transformers >= 5.2x), else ``past_key_values``.
+
+    Raises:
+        KeyError: neither is present.
+    """
     cache = output["cache"] if "cache" in output else None
     return cache if cache is not None else output["past_key_values"]
 
@@ -258,11 +268,11 @@ def generate(
         torch.cuda.synchronize(device)
     start = clock()
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     out = policy.forward(
         model, input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
     )
-    cache = _cache_of(out)
+    cache = cache_of(out)
     logits = out["logits"][:, -1, :].float()
     policy.begin(rows)
     next_positions = position_ids[:, -1:] + 1
@@ -302,7 +312,7 @@ def generate(
             use_cache=True,
             **{cache_kw: cache},
         )
-        cache = _cache_of(out)
+        cache = cache_of(out)
         logits = out["logits"][:, -1, :].float()
         next_positions = next_positions + 1
 

@@ -56,9 +56,9 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from harness.adapters.base import Adapter, AdapterParams, register_adapter
+from harness.adapters.base import Adapter, AdapterParams, check_companion_ref, load_companion, register_adapter
 from harness.adapters.depth_subnet import truncate_layers
-from harness.generation import DecodePolicy, RowState, _cache_kwarg, _cache_of
+from harness.generation import DecodePolicy, RowState, cache_kwarg, cache_of
 
 
 class SpeculativeParams(AdapterParams):
@@ -133,7 +133,7 @@ class ModelDrafter:
     def __init__(self, model, vocab_limit: int):
         self.model, self.vocab_limit = model, vocab_limit
         self.device = next(model.parameters()).device
-        self.cache_kw = _cache_kwarg(model)
+        self.cache_kw = cache_kwarg(model)
         self.cache = None
         self.cached: list[int] = []  # the ids the draft's cache holds, in order
         self.calls = 0
@@ -147,7 +147,7 @@ class ModelDrafter:
             logits_to_keep=1, **extra,
         )
         self.calls += 1
-        self.cache = _cache_of(out)
+        self.cache = cache_of(out)
         self.cached.extend(ids)
         return out["logits"][0, -1, : self.vocab_limit]
 
@@ -237,7 +237,7 @@ class SpeculativePolicy(DecodePolicy):
         accepted = 0
         while accepted < n and drafts[accepted] == greedy[accepted]:
             accepted += 1
-        cache = _cache_of(out)
+        cache = cache_of(out)
         crop_cache(cache, start + 1 + accepted)
         self.verified = [(drafts[i], logits[:, i + 1 : i + 2]) for i in range(accepted)]
         if n:
@@ -283,11 +283,7 @@ class Speculative(Adapter):
 
     def check(self, max_new_tokens: int) -> None:
         if self.params.draft == "model":
-            from harness.core.refs import model_ref_problem
-
-            problem = model_ref_problem(self.params.draft_model)
-            if problem:
-                raise ValueError(f"draft_model: {problem}")
+            check_companion_ref(self.params.draft_model, "draft_model")
 
     def prepare_model(self, base):
         p = self.params
@@ -300,9 +296,9 @@ class Speculative(Adapter):
                 raise ValueError(f"speculative: draft_layers={p.draft_layers} must be below the model's {depth} layers")
             self._draft_model = truncate_layers(base.model, p.draft_layers)
         elif p.draft == "model":
-            from harness.models import load, param_bytes
+            from harness.models import param_bytes
 
-            draft = load(p.draft_model, dtype=base.dtype, device=base.device)
+            draft = load_companion(p.draft_model, base)
             check_same_tokenizer(base.tokenizer, draft.tokenizer, p.draft_model)
             self._draft_model = draft.model
             self._draft_bytes = param_bytes(draft.model)

@@ -105,11 +105,9 @@ class _Child:
 
     def _flush(self) -> None:
         s = self.sampler
-        with s._lock:
-            new = s._samples[self.sent :]
-            self.sent = len(s._samples)
-            body = {"samples": [(x.t, dict(x.values)) for x in new], "ticks": s._ticks, "missed": s._missed,
-                    "errors": dict(s.probe_errors)}
+        new, self.sent, ticks, missed = s.state_since(self.sent)
+        body = {"samples": [(x.t, dict(x.values)) for x in new], "ticks": ticks, "missed": missed,
+                "errors": dict(s.probe_errors)}
         data = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
         self.out.write(_LEN.pack(len(data)) + data)
         self.out.flush()

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from harness.gate.checks import FAIL, INFO, NOT_COMPARABLE, PASS, SKIPPED, Check
 from harness.gate.matching import MATCH_KEY, Side, key_dict
 from harness.results import COST_AXES, pareto_front
-from harness.results.pareto import DEFAULT_GROUP_COLS
 from harness.results.display import MISSING, format_energy, format_seconds
+from harness.results.pareto import DEFAULT_GROUP_COLS
 from harness.results.summary import front_axis
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
-from harness.results.pareto import pareto_front
 from harness.results.display import MISSING, as_number, as_text, format_energy, format_seconds
+from harness.results.pareto import pareto_front
 
 __all__ = ["training_table", "format_bytes", "format_count"]
 

@@ -134,7 +134,7 @@ def list_adapters() -> None:
     tasks = Table(title="tasks")
     for col in ("name", "version", "docs", "description"):
         tasks.add_column(col)
-    for spec in TASKS.values():
+    for _, spec in TASKS.items():
         tasks.add_row(spec.name, spec.version, str(spec.size), spec.description)
     console.print(tasks)
 
@@ -147,7 +147,7 @@ def grade(
     run_dir: Optional[Path] = typer.Option(None, "--run", help="re-grade every sample of this run directory"),
 ) -> None:
     """Grade one prediction, or re-grade a run's samples and report disagreements."""
-    from harness.tasks import UnknownTaskError, get_task
+    from harness.tasks import UnknownNameError, get_task
 
     if run_dir is not None:
         _regrade_run(run_dir)
@@ -156,7 +156,7 @@ def grade(
         _fail("give TASK --prediction TEXT --reference TEXT, or --run RUN_DIR")
     try:
         result = get_task(task).grade(prediction, reference)
-    except UnknownTaskError as exc:
+    except UnknownNameError as exc:
         _fail(str(exc))
     console.print(f"extracted: {result.extracted!r}\nreference: {result.reference!r}")
     console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + f" ({result.reason})")
@@ -283,16 +283,27 @@ def serve(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="completion cap when a request sets none (default: the suite's max_new_tokens; agents.defaults.max_tokens for an agents variant)"),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="prompt budget; older turns are dropped beyond it"),
     telemetry: bool = typer.Option(True, "--telemetry/--no-telemetry", help="an energy window per request"),
+    calibration_task: Optional[str] = typer.Option(
+        None, "--calibration-task",
+        help="generation task whose docs the variants are prepared on before serving (needed by variants "
+        "that calibrate, e.g. think_budget modes medium/low)",
+    ),
 ) -> None:
-    """Serve suite variants behind an OpenAI-compatible API (POST /v1/chat/completions)."""
+    """Serve suite variants behind an OpenAI-compatible API (POST /v1/chat/completions).
+
+    Each variant is served as it is evaluated (decode policy, system prompt, prefill). A variant
+    that must be calibrated on a task is prepared on ``--calibration-task`` first; without it,
+    serve exits 2 before any model loads.
+    """
     import uvicorn
 
     from harness.models import ModelError
     from harness.serve.app import create_app
-    from harness.serve.backend import suite_backends
+    from harness.serve.backend import check_servable, suite_backends
     from harness.serve.protocol import RequestLog
     from harness.runner import check_device
     from harness.config.suite import SuiteError, load, resolve_path
+    from harness.tasks import DataError
 
     _check_device_flag(device)
     if max_tokens is not None and max_tokens < 1:
@@ -302,14 +313,23 @@ def serve(
     try:
         s = load(resolve_path(suite))
         check_device(device or s.defaults.device)
-    except SuiteError as exc:
+        check_servable(s, list(variant), calibration_task)
+    except (SuiteError, ValueError) as exc:
         _fail(str(exc))
     _check_port(host, port)
     try:
         backends = suite_backends(s, list(variant), model_ref=model_ref, device=device, max_tokens=max_tokens,
-                                  max_prompt_tokens=max_prompt_tokens)
-    except (SuiteError, ValueError, ModelError) as exc:
+                                  max_prompt_tokens=max_prompt_tokens, calibration_task=calibration_task)
+    except (SuiteError, ValueError, ModelError, DataError) as exc:
         _fail(str(exc))
+    for name, backend in backends.items():
+        if backend.preparation.get("calibration_json"):
+            record = json.loads(backend.preparation["calibration_json"])
+            err.print(
+                f"{name}: calibrated on {record['task']} {record['slice']}: High mean "
+                f"{record['mean_reasoning_tokens']:.1f} reasoning tokens, budget {record['reasoning_budget']}",
+                highlight=False,
+            )
     tel = None
     if telemetry:
         from harness.telemetry import Telemetry

@@ -6,6 +6,14 @@ left-padded prompts, then one step per token. Techniques are *policies* plugged 
 forcing), veto a row's continuation, or keep its own counters. Greedy decoding with the
 default policy is token-for-token equal to ``model.generate(do_sample=False)`` (a test).
 
+Sampling (``settings.temperature > 0``): temperature, then nucleus (``top_p``) truncation, then
+one draw per row and step from that row's *own* seeded generator (:class:`Sampling`), by
+inverse CDF over the vocabulary in id order: a row's tokens depend on its prompt and seed only,
+not on its batch neighbours or the batch size (a test). Greedy stays the default. The draw
+happens in :meth:`DecodePolicy.pick`; a policy that picks tokens itself (overrides
+:meth:`DecodePolicy.choose` without calling ``pick``) stays greedy, and a policy whose technique
+needs greedy decoding says so with ``greedy_only`` (:func:`generate` then refuses to sample).
+
 Token timing (DESIGN.md §4) is taken here, with an injectable clock:
 
 * the request (batch) starts after tokenization with the inputs on the device;
@@ -86,7 +94,15 @@ class DecodePolicy:
     Subclasses override what their technique changes. Every hook sees the rows of the
     current batch; rows that are ``done`` are still fed a pad token (as ``generate`` does)
     but their choices are ignored.
+
+    Sampling lives in :meth:`pick`: a subclass that overrides :meth:`choose` without calling
+    :meth:`pick` picks its tokens itself and stays greedy whatever the settings say. A policy
+    whose technique is only correct under greedy decoding (e.g. speculative decoding's greedy
+    verification) sets ``greedy_only = True``: :func:`generate` raises ``ValueError`` when
+    asked to sample with it.
     """
+
+    greedy_only: bool = False
 
     def begin(self, rows: list[RowState]) -> None:
         """Called once after prefill bookkeeping, before the first token is chosen."""
@@ -103,12 +119,12 @@ class DecodePolicy:
     sampling: "Sampling | None" = None  # set by generate() when settings.temperature > 0
 
     def pick(self, logits: torch.Tensor) -> list[int]:
-        """The argmax of each row, or a draw from ``softmax(logits / temperature)`` when
-        :func:`generate` set :attr:`sampling` (policies that pick tokens themselves stay greedy)."""
+        """The argmax of each row, or each row's draw (:meth:`Sampling.draw`: temperature, top-p,
+        the row's own generator) when :func:`generate` set :attr:`sampling` (policies that pick
+        tokens themselves stay greedy)."""
         if self.sampling is None:
             return logits.argmax(dim=-1).tolist()
-        probs = torch.softmax(logits.float() / self.sampling.temperature, dim=-1)
-        return torch.multinomial(probs.cpu(), 1, generator=self.sampling.generator).squeeze(-1).tolist()
+        return self.sampling.draw(logits)
 
     def forward(self, model, **inputs) -> Any:
         """Run the model on one prefill or decode step; returns a mapping with ``logits``
@@ -147,8 +163,14 @@ class GenerationSettings:
         stop_strings: the output is cut before the first of these and the row stops.
         eos_token_ids: ids that end a sequence (excluded from the output).
         temperature: ``0`` (default) = greedy; ``> 0`` = sample from ``softmax(logits / T)``
-            in :meth:`DecodePolicy.pick`.
-        seed: seed of the sampling generator (``None`` = a random seed); unused when greedy.
+            (after ``top_p``) in :meth:`DecodePolicy.pick`.
+        top_p: nucleus sampling: only the most likely tokens whose probabilities sum to at least
+            ``top_p`` (``0 < top_p <= 1``; ``1`` = the whole vocabulary) can be drawn; a token is
+            kept when the mass of the tokens more likely than it is below ``top_p`` (the first one
+            always), as ``transformers``' ``TopPLogitsWarper``. Unused when greedy.
+        seed: base seed of the rows' generators when :func:`generate` gets no per-row ``seeds``:
+            row ``i`` of the batch is seeded ``seed + i`` (``None`` = random seeds); unused when
+            greedy.
     """
 
     max_new_tokens: int
@@ -156,25 +178,62 @@ class GenerationSettings:
     eos_token_ids: Sequence[int] = ()
     temperature: float = 0.0
     seed: int | None = None
+    top_p: float = 1.0
 
 
 @dataclass
 class Sampling:
-    """Sampling state of one :func:`generate` call: temperature and a seeded CPU generator."""
+    """Sampling state of one :func:`generate` call: temperature, nucleus mass and one seeded
+    CPU generator per row of the batch (so a row's draws never depend on its neighbours)."""
 
     temperature: float
-    generator: torch.Generator
+    top_p: float
+    generators: list[torch.Generator]
 
     @classmethod
-    def of(cls, settings: GenerationSettings) -> "Sampling | None":
+    def of(
+        cls, settings: GenerationSettings, n_rows: int = 1, seeds: Sequence[int | None] | None = None
+    ) -> "Sampling | None":
+        """``None`` when greedy (``temperature <= 0``); else one generator per row, seeded
+        ``seeds[i]`` when given, else ``settings.seed + i`` (random when that is ``None``).
+
+        Raises:
+            ValueError: ``top_p`` outside ``(0, 1]``, or ``seeds`` not one per row.
+        """
         if not settings.temperature or settings.temperature <= 0:
             return None
-        generator = torch.Generator()
-        if settings.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(settings.seed))
-        return cls(float(settings.temperature), generator)
+        if not 0 < settings.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {settings.top_p}")
+        if seeds is None:
+            seeds = [None if settings.seed is None else int(settings.seed) + i for i in range(n_rows)]
+        if len(seeds) != n_rows:
+            raise ValueError(f"{len(seeds)} seeds for {n_rows} rows")
+        generators = []
+        for seed in seeds:
+            generator = torch.Generator()
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(int(seed))
+            generators.append(generator)
+        return cls(float(settings.temperature), float(settings.top_p), generators)
+
+    def draw(self, logits: torch.Tensor) -> list[int]:
+        """One token per row of ``logits`` (``[batch, vocab]``): ``softmax(logits / T)``, cut to
+        the ``top_p`` nucleus, then the inverse CDF (vocabulary in id order, float64) at one
+        uniform from the row's generator. Each row consumes exactly one uniform per step; rows
+        are independent of each other (no shared random stream, no batch-wide sort)."""
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            ordered, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+            keep_ordered = (ordered.cumsum(dim=-1) - ordered) < self.top_p  # mass of the more likely tokens
+            keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, keep_ordered)
+            probs = probs.masked_fill(~keep, 0.0)
+        cdf = probs.double().cumsum(dim=-1)
+        uniforms = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+        targets = (uniforms.to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
+        picked = torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+        return picked.tolist()
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -225,6 +284,7 @@ def generate(
     policy: DecodePolicy | None = None,
     max_new_tokens: list[int] | None = None,
     clock: Callable[[], float] = monotonic_s,
+    seeds: Sequence[int | None] | None = None,
 ) -> list[SequenceResult]:
     """Decode a batch of tokenized prompts with a KV cache (greedy unless
     ``settings.temperature > 0``).
@@ -237,12 +297,20 @@ def generate(
         policy: technique hooks (default: plain greedy).
         max_new_tokens: optional per-row caps (``<= settings.max_new_tokens``).
         clock: seconds, monotonic; injectable for tests.
+        seeds: optional per-row seeds of the sampling generators (default: from
+            ``settings.seed``, see :class:`GenerationSettings`); unused when greedy.
 
     Returns:
         One :class:`SequenceResult` per prompt, in input order.
+
+    Raises:
+        ValueError: sampling asked of a ``greedy_only`` policy, or bad ``top_p`` / ``seeds``.
     """
     policy = policy or DecodePolicy()
-    policy.sampling = Sampling.of(settings)
+    sampling = Sampling.of(settings, len(prompts), seeds)
+    if sampling is not None and policy.greedy_only:
+        raise ValueError(f"{type(policy).__name__} decodes greedily only; it cannot sample (temperature > 0)")
+    policy.sampling = sampling
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else settings.eos_token_ids[0]
     eos = set(settings.eos_token_ids)

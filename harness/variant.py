@@ -1,15 +1,25 @@
 """A technique variant as an lm-eval model: ``generate_until`` through the shared decode loop,
 ``loglikelihood`` through the shared scoring pass (:mod:`harness.scoring`).
 
-The variant records per-request statistics keyed by the request's identity
-``(task, doc_id, idx)``: lm-eval reorders requests, and the runner joins these statistics
-to lm-eval's per-sample records.
+The variant records per-request statistics keyed by the request's identity and sample
+``(task, doc_id, idx, sample)``: lm-eval reorders requests, and the runner joins these
+statistics to lm-eval's per-sample records. ``sample`` (0..n-1) is the occurrence of that
+instance in the request list: for a task with ``repeats: n`` lm-eval puts the same ``Instance``
+n times in the list (its responses are appended to ``resps`` in that order, so ``sample`` k is
+``resps[k]``); it is 0 for every single-sample request.
+
+Sampling: a ``generate_until`` request samples when its generation kwargs ask for it
+(:func:`sampling_of`); each sample then draws from its own generator seeded
+:func:`sample_seed` ``(seed, doc_id, sample)``, with ``seed`` the request's ``seed`` kwarg (the
+cell seed, put there by :mod:`harness.tasks.lm_eval_bridge`; 0 when absent), so a sample's
+tokens depend neither on the batch it lands in nor on the batch size. Greedy is the default.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from lm_eval.api.model import LM
 
@@ -59,14 +69,52 @@ class RequestStats:
         )
 
 
-RequestKey = tuple[str, int, int]  # (task name, doc_id, request index within the doc)
+RequestKey = tuple[str, int, int, int]  # (task name, doc_id, request index within the doc, sample)
+
+
+def sample_seed(seed: int, doc_id: int, sample: int) -> int:
+    """The seed of one sample's generator: the first 8 bytes (big-endian, top bit cleared) of
+    ``sha256("<seed>:<doc_id>:<sample>")``. Stable across runs, machines and batch layouts;
+    distinct samples of a doc (and distinct docs) get unrelated streams."""
+    digest = hashlib.sha256(f"{int(seed)}:{int(doc_id)}:{int(sample)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def sampling_of(kwargs: dict[str, Any]) -> tuple[float, float]:
+    """``(temperature, top_p)`` that lm-eval generation kwargs ask for; temperature 0 = greedy.
+
+    ``do_sample=False`` is greedy whatever else is set (``transformers``' rule). Otherwise the
+    request samples when ``do_sample`` is true or ``temperature > 0`` or ``top_p < 1``, at
+    ``temperature`` (1.0 when not given); an explicit ``temperature`` of 0 is greedy.
+    """
+    do_sample = kwargs.get("do_sample")
+    temperature = kwargs.get("temperature")
+    top_p = 1.0 if kwargs.get("top_p") is None else float(kwargs["top_p"])
+    if do_sample is False:
+        return 0.0, 1.0
+    if temperature is None:
+        temperature = 1.0 if do_sample or top_p < 1.0 else 0.0
+    temperature = float(temperature)
+    return (temperature, top_p) if temperature > 0 else (0.0, 1.0)
+
+
+def sample_indices(requests) -> list[int]:
+    """Each request's ``sample``: how many times the same instance (task, doc_id, idx) came
+    before it in ``requests`` (lm-eval lists a repeated instance ``repeats`` times)."""
+    seen: dict[tuple, int] = {}
+    out = []
+    for req in requests:
+        key = (req.task_name, req.doc_id, req.idx)
+        out.append(seen.get(key, 0))
+        seen[key] = out[-1] + 1
+    return out
 
 
 class GenerationVariant(LM):
     """A technique variant as an lm-eval model (``generate_until`` through the shared loop).
 
     Attributes:
-        stats: ``(task, doc_id, idx) → RequestStats`` for every request served.
+        stats: ``(task, doc_id, idx, sample) → RequestStats`` for every request served.
         param_bytes: bytes of the model this variant runs (see :func:`harness.models.param_bytes`).
         generation_time_s: summed wall time of the decode batches (for throughput).
         on_progress: optional callback ``(n_done: int) -> None`` after each batch.
@@ -147,23 +195,25 @@ class GenerationVariant(LM):
         return monotonic_s() - began
 
     def _generate_until(self, requests) -> list[str]:
-        """Greedy generation for lm-eval ``generate_until`` requests.
+        """Generation for lm-eval ``generate_until`` requests: greedy, or sampling when the
+        request's kwargs ask for it (:func:`sampling_of`; ``top_p`` too), one generator per
+        sample seeded :func:`sample_seed` ``(kwargs["seed"] or 0, doc_id, sample)``.
 
         Requests are grouped by generation settings, sorted by prompt length (longest
-        first, as lm-eval's HF backend does) and decoded ``batch_size`` at a time.
+        first, as lm-eval's HF backend does; the samples of one prompt stay together) and
+        decoded ``batch_size`` at a time.
 
         Raises:
-            ValueError: a request asks for sampling (``do_sample=True`` / temperature > 0);
-                the harness measures greedy decoding only, for now.
+            ValueError: sampling asked of a technique that decodes greedily only
+                (``DecodePolicy.greedy_only``, e.g. speculative decoding).
         """
         from harness.telemetry.clock import monotonic_s
 
         outputs: list[str | None] = [None] * len(requests)
+        samples = sample_indices(requests)
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
             _, kwargs = req.args
-            if kwargs.get("do_sample") or float(kwargs.get("temperature", 0.0) or 0.0) > 0:
-                raise ValueError(f"{req.task_name}: sampling is not supported by the harness yet (got {kwargs})")
             key = repr(sorted((k, repr(v)) for k, v in kwargs.items()))
             groups.setdefault(key, []).append(i)
         eos = eos_ids(self.model, self.tokenizer)
@@ -171,24 +221,29 @@ class GenerationVariant(LM):
         for indices in groups.values():
             _, kwargs = requests[indices[0]].args
             until = kwargs.get("until") or []
+            temperature, top_p = sampling_of(kwargs)
+            base_seed = int(kwargs.get("seed") or 0)
             settings = GenerationSettings(
                 max_new_tokens=int(kwargs.get("max_gen_toks", self.max_new_tokens)),
                 stop_strings=[until] if isinstance(until, str) else list(until),
                 eos_token_ids=eos,
+                temperature=temperature,
+                top_p=top_p,
             )
             encoded = {i: self.tokenizer(requests[i].args[0], add_special_tokens=False)["input_ids"] for i in indices}
             order = sorted(indices, key=lambda i: (-len(encoded[i]), requests[i].args[0]))
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 began = monotonic_s()
+                seeds = [sample_seed(base_seed, requests[i].doc_id, samples[i]) for i in chunk] if temperature else None
                 results = generate(
-                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings, self.policy_factory()
+                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings, self.policy_factory(), seeds=seeds
                 )
                 self.generation_time_s += monotonic_s() - began
                 for i, result in zip(chunk, results):
                     req = requests[i]
                     outputs[i] = result.text
-                    self.stats[(req.task_name, req.doc_id, req.idx)] = RequestStats.of(
+                    self.stats[(req.task_name, req.doc_id, req.idx, samples[i])] = RequestStats.of(
                         result, len(chunk), req.args[0]
                     )
                 done += len(chunk)
@@ -253,11 +308,11 @@ class GenerationVariant(LM):
         )
         self.generation_time_s += sum(s.latency_s for s in scored)
         outputs = []
-        for req, result in zip(requests, scored):
+        for req, result, sample in zip(requests, scored, sample_indices(requests)):
             row = RowState(index=0, input_tokens=result.input_tokens)
             policy.finish(row)
             context, continuation = req.args
-            self.stats[(req.task_name, req.doc_id, req.idx)] = RequestStats(
+            self.stats[(req.task_name, req.doc_id, req.idx, sample)] = RequestStats(
                 input_tokens=result.input_tokens,
                 output_tokens=None,
                 finish_reason=None,

@@ -58,3 +58,39 @@ def test_serve_port_in_use_fails_before_the_model_loads(no_model_load):
         result = _serve("--port", str(port))
     assert result.exit_code == 2, result.output
     assert f"cannot listen on 127.0.0.1:{port}" in " ".join(result.output.split())
+
+
+def _serve_suite(suite: str, *args: str):
+    return CliRunner().invoke(app, ["serve", suite, "--no-telemetry", "--port", "0", *args])
+
+
+def test_serve_variant_that_calibrates_without_calibration_task_is_rc_2(no_model_load):
+    result = _serve_suite("reasoning-full", "--variant", "baseline", "--variant", "effort-medium")
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "variant 'effort-medium' needs --calibration-task TASK" in message
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    result = _serve_suite("reasoning-full", "--variant", "effort-medium", "--calibration-task", "gsm8kk")
+    assert result.exit_code == 2 and "unknown task 'gsm8kk'" in " ".join(result.output.split())
+
+
+def test_serve_with_calibration_task_calibrates_then_serves(monkeypatch, data_dir):
+    import uvicorn
+
+    import harness.serve.app as app_mod
+    from harness import models
+    from harness.adapters.think_budget import SYSTEM_PROMPTS
+    from harness.testing import TinyBase
+
+    monkeypatch.setattr(models, "load", lambda ref, dtype, device: TinyBase(seed=9))
+    served = {}
+    real_create_app = app_mod.create_app
+    monkeypatch.setattr(app_mod, "create_app", lambda backends, **kw: served.update(backends) or real_create_app(backends, **kw))
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: served.setdefault("ran", True))
+    result = _serve_suite("reasoning-full", "--variant", "effort-low", "--calibration-task", "gsm8k", "--max-tokens", "48")
+    assert result.exit_code == 0, result.output
+    assert served.pop("ran") and list(served) == ["effort-low"]
+    backend = served["effort-low"]
+    budget = backend.policy_factory().plan.reasoning_budget
+    assert "effort-low: calibrated on gsm8k docs[1315:1319]" in result.output and f"budget {budget}" in result.output
+    assert backend.prompt_transform.system_prompt == SYSTEM_PROMPTS["low"]

@@ -401,3 +401,61 @@ def test_gate_imports_no_torch():
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def _sampled_cell(variant: str, correct: np.ndarray, order=None) -> tuple[dict, list[dict]]:
+    """A cell with ``correct.shape[1]`` samples per doc: rows keyed (doc_id, sample)."""
+    docs, n_samples = correct.shape
+    keys = [(d, s) for d in range(docs) for s in range(n_samples)]
+    if order is not None:
+        keys = [keys[i] for i in order]
+    cell, rows = make_cell(variant, [correct[d, s] for d, s in keys], doc_ids=[d for d, _ in keys],
+                           texts=[f"doc {d} sample {s}" for d, s in keys])
+    for row, (_, s) in zip(rows, keys):
+        row["sample"] = s
+    return cell, rows
+
+
+def test_samples_pair_on_doc_id_and_sample(tmp_path):
+    from harness.gate.matching import load_side, match
+
+    rng = np.random.default_rng(5)
+    base, cand = (rng.random((20, 3)) < 0.5).astype(float), (rng.random((20, 3)) < 0.5).astype(float)
+    b = write_run(tmp_path / "b", "b", [_sampled_cell("baseline", base)])
+    c = write_run(tmp_path / "c", "c", [_sampled_cell("baseline", cand, order=rng.permutation(60))])
+    pair = match(load_side(b, "baseline"), load_side(c, "candidate")).pairs[0]
+    p = pair.paired
+    assert len(p) == 60 and not pair.notes  # one row per (doc_id, sample), no cross product
+    assert list(zip(p["doc_id"], p["sample"])) == [(d, s) for d in range(20) for s in range(3)]
+    assert (p["output_text_b"] == p["output_text_c"]).all()  # the same sample on both sides
+    assert p["correct_b"].tolist() == base.ravel().tolist() and p["correct_c"].tolist() == cand.ravel().tolist()
+
+
+def test_rows_without_a_sample_column_are_sample_0(tmp_path):
+    """A run written before schema 1.4 (no ``sample``) pairs with a sampled run's sample 0."""
+    from harness.gate.matching import load_side, match
+    from harness.results.schema import SCHEMA_VERSION_KEY
+
+    old = write_run(tmp_path / "old", "old", [make_cell("baseline", [1, 0, 1, 1], texts=[f"doc {d} sample 0" for d in range(4)])])
+    paths = list((old / "samples").glob("*.parquet"))
+    assert paths
+    for path in paths:
+        table = pq.read_table(path).drop_columns(["sample"])
+        pq.write_table(table.replace_schema_metadata({SCHEMA_VERSION_KEY: "1.3"}), path)
+    new = write_run(tmp_path / "new", "new", [_sampled_cell("baseline", np.array([[1, 0], [0, 0], [1, 1], [1, 0]], float))])
+    pair = match(load_side(old, "baseline"), load_side(new, "candidate")).pairs[0]
+    assert pair.paired["sample"].tolist() == [0, 0, 0, 0]
+    assert (pair.paired["output_text_b"] == pair.paired["output_text_c"]).all()
+    assert pair.n_base_samples == 4 and pair.n_cand_samples == 8
+
+
+def test_sampled_cells_are_not_greedy_for_the_determinism_report():
+    """A cell that sampled (``temperature`` > 0, schema 1.4) never gets an "outputs changed"
+    report: different draws are expected, not a sign of a changed technique."""
+    import pandas as pd
+
+    from harness.gate.checks import _is_greedy
+
+    assert _is_greedy(pd.DataFrame({"params_json": ["{}"], "temperature": [0.0]}))
+    assert _is_greedy(pd.DataFrame({"params_json": ["{}"]}))  # files before 1.4
+    assert not _is_greedy(pd.DataFrame({"params_json": ["{}"], "temperature": [0.7]}))

@@ -106,3 +106,52 @@ def test_sampling_is_seeded_and_temperature_zero_stays_greedy(tiny):
     )[0].token_ids
     assert hot(7) == hot(7)
     assert len({tuple(hot(s)) for s in range(4)} | {tuple(greedy)}) > 2
+
+
+def test_a_rows_draws_do_not_depend_on_its_batch(tiny):
+    """One generator per row: the same (prompt, seed) gives the same tokens alone and inside a
+    batch of 4 with other prompts (at another position, with other seeds)."""
+    model, tok = tiny
+    settings = GenerationSettings(max_new_tokens=16, eos_token_ids=[], temperature=3.0, top_p=0.9)
+    alone = generate(model, tok, _ids(tok, ["The cat sat on"]), settings, seeds=[1234])[0].token_ids
+    batch = generate(
+        model, tok, _ids(tok, ["Hi", "Numbers: 1, 2, 3,", "The cat sat on", "xyz"]), settings, seeds=[7, 8, 1234, 9]
+    )
+    assert batch[2].token_ids == alone
+    # the same prompt twice in one batch with two seeds: two different draws
+    twice = generate(model, tok, _ids(tok, ["The cat sat on"] * 2), settings, seeds=[1234, 1235])
+    assert twice[0].token_ids == alone and twice[1].token_ids != alone
+    greedy = generate(model, tok, _ids(tok, ["The cat sat on"]), GenerationSettings(max_new_tokens=16, eos_token_ids=[]))
+    assert alone != greedy[0].token_ids
+
+
+def test_draw_follows_temperature_and_top_p():
+    """Sampling.draw on fixed logits: frequencies match softmax(logits / T), cut to the nucleus."""
+    from harness.generation import Sampling
+
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = (probs.log() * 2.0).expand(4000, -1)  # T = 2 gives back probs
+    n = logits.shape[0]
+    full = Sampling.of(GenerationSettings(1, temperature=2.0), n, seeds=range(n)).draw(logits)
+    freq = torch.bincount(torch.tensor(full), minlength=4).float() / n
+    assert torch.allclose(freq, probs, atol=0.03)
+    nucleus = Sampling.of(GenerationSettings(1, temperature=2.0, top_p=0.7), n, seeds=range(n)).draw(logits)
+    freq = torch.bincount(torch.tensor(nucleus), minlength=4).float() / n
+    # kept: 0 (mass before 0), 1 (0.5 < 0.7); cut: 2 (0.8), 3 (0.95)
+    assert freq[2] == 0 and freq[3] == 0
+    assert torch.allclose(freq[:2], torch.tensor([0.5, 0.3]) / 0.8, atol=0.03)
+
+
+def test_tiny_top_p_is_greedy_and_greedy_only_policies_refuse_to_sample(tiny):
+    model, tok = tiny
+    prompts = _ids(tok, ["The cat sat on", "Hi"])
+    greedy = [r.token_ids for r in generate(model, tok, prompts, GenerationSettings(max_new_tokens=12, eos_token_ids=[]))]
+    hot = GenerationSettings(max_new_tokens=12, eos_token_ids=[], temperature=5.0, top_p=1e-9, seed=3)
+    assert [r.token_ids for r in generate(model, tok, prompts, hot)] == greedy
+
+    class GreedyOnly(DecodePolicy):
+        greedy_only = True
+
+    with pytest.raises(ValueError, match="greedily"):
+        generate(model, tok, prompts, hot, GreedyOnly())
+    generate(model, tok, prompts, GenerationSettings(max_new_tokens=2, eos_token_ids=[]), GreedyOnly())  # greedy: fine

@@ -233,7 +233,7 @@ def test_loglikelihood_equals_direct_forward(batch_size):
         want_lp, want_greedy = _direct(base.model, base.tokenizer, ctx, cont)
         assert lp == pytest.approx(want_lp, abs=1e-4) and lp < 0
         assert greedy_flag == want_greedy
-        stats = variant.stats[("t", doc, k)]
+        stats = variant.stats[("t", doc, k, 0)]
         assert stats.logprob == lp and stats.output_tokens is None and stats.latency_attributed
     assert got[4][1] is True and not all(g for _, g in got)
     assert encode_pair(base.tokenizer, "hello ", "world") == encode_pair(base.tokenizer, "hello", " world")
@@ -285,7 +285,7 @@ def test_model_transforms_score_with_their_own_model(name):
         if name != "baseline":  # the technique changes the scores
             assert abs(lp - _direct(base.model, base.tokenizer, ctx, cont)[0]) > 1e-3
     assert all(torch.equal(v, base.model.state_dict()[k]) for k, v in before.items())
-    counters = variant.stats[("t", 0, 0)].counters
+    counters = variant.stats[("t", 0, 0, 0)].counters
     expected = {"baseline": {}, "int8": {"quantized_linears": 4 * 7.0}, "depth_subnet": {"layers_executed": 2.0}}
     assert counters == expected[name]
 

@@ -57,4 +57,4 @@ def test_depth_subnet_scores_differ_from_the_baseline_on_embedded(embedded, data
     variant = ADAPTERS.get("depth_subnet")({"layers": 16}).wrap(embedded, batch_size=4)
     sub = _responses(variant, spec, docs)
     assert all(abs(a[0] - b[0]) > 1e-2 for d in base for a, b in zip(base[d], sub[d]))
-    assert variant.stats[("sst2", 0, 0)].counters == {"layers_executed": 16.0}
+    assert variant.stats[("sst2", 0, 0, 0)].counters == {"layers_executed": 16.0}

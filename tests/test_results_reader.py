@@ -158,3 +158,22 @@ def test_incompatible_column_type_skipped(tmp_path):
     _write_raw(tmp_path / "runs" / "r" / "cells" / "c1.parquet", t, "1.0")
     with pytest.warns(ResultsReadWarning, match="accuracy|do not match"):
         assert read_cells(tmp_path).empty
+
+
+def test_sample_column_defaults_to_0_when_written_and_read(tmp_path):
+    """``sample`` (1.4): rows written without it get 0; a file from before 1.4 (no column) and a
+    null read as 0; a given sample is kept."""
+    from harness.results.schema import sample_table
+
+    store = RunStore(tmp_path, "r")
+    store.write_cell(_cell("c1"), [{"doc_id": 0}, {"doc_id": 0, "sample": 1}, {"doc_id": 1, "sample": None}])
+    assert read_samples(tmp_path)["sample"].tolist() == [0, 1, 0]
+    old = sample_table([{"run_id": "r", "cell_hash": "c2", "doc_id": i} for i in range(3)]).drop_columns(["sample"])
+    _write_raw(tmp_path / "runs" / "r" / "samples" / "c2.parquet", old, "1.3")
+    nulls = sample_table([{"run_id": "r", "cell_hash": "c3", "doc_id": 0}])
+    nulls = nulls.set_column(nulls.schema.get_field_index("sample"), "sample", pa.nulls(1, pa.int64()))
+    _write_raw(tmp_path / "runs" / "r" / "samples" / "c3.parquet", nulls, "1.4")
+    samples = read_samples(tmp_path)
+    assert samples.set_index("cell_hash").loc["c2", "sample"].tolist() == [0, 0, 0]
+    assert samples.set_index("cell_hash").loc[["c3"], "sample"].tolist() == [0]
+    assert str(samples["sample"].dtype) == "Int64" and samples["sample"].notna().all()

@@ -19,7 +19,7 @@ from harness.results.schema import (
 
 # Copied from docs/CONTRACTS.md: a column dropped from the schema must fail here.
 CONTRACT_CELL_COLUMNS = """
-run_id cell_hash params_hash hardware_id provenance_json suite model dtype device batch_size variant adapter
+run_id cell_hash params_hash hardware_id provenance_json temperature top_p samples_per_doc suite model dtype device batch_size variant adapter
 params_json task task_version limit repeat seed status error started_at finished_at
 n accuracy accuracy_ci95_low accuracy_ci95_high n_correct
 output_tokens_mean output_tokens_total input_tokens_mean truncation_rate latency_p50_s
@@ -46,7 +46,7 @@ tau2_data_version
 """.split()
 
 CONTRACT_SAMPLE_COLUMNS = """
-run_id cell_hash model variant task doc_id prompt_hash prompt_text output_text extracted_answer
+run_id cell_hash model variant task doc_id sample prompt_hash prompt_text output_text extracted_answer
 reference correct grade_reason input_tokens output_tokens finish_reason latency_s ttft_s tpot_s
 itl_s batch_size counters_json
 """.split() + """

@@ -108,3 +108,24 @@ def test_over_long_conversation_is_truncated_and_counted(served):
     out = client.chat.completions.create(model="short-context", messages=messages, temperature=0)
     assert out.model_extra["truncated_turns"] > 0 and out.usage.prompt_tokens <= 256
     assert log.records("short-context")[-1].truncated_turns == out.model_extra["truncated_turns"]
+
+
+def test_served_effort_mode_reads_and_answers_as_evaluated(embedded):
+    """think_budget's High mode served: the decode loop reads the evaluated prompt (its system
+    prompt included) and the reply is the evaluated greedy decode under the same budget forcing."""
+    from harness.adapters import ADAPTERS
+    from harness.generation import GenerationSettings, eos_ids, generate
+
+    variant = ADAPTERS.get("think_budget")({"mode": "high", "max_answer_tokens": 16}).wrap(embedded, max_new_tokens=32)
+    messages = [{"role": "user", "content": "What is 2 + 3? Put the answer in \\boxed{}."}]
+    text = variant.apply_chat_template(messages)  # what lm-eval hands the evaluated variant
+    assert "Reasoning effort: high." in text
+    ids = embedded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    settings = GenerationSettings(32, eos_token_ids=eos_ids(embedded.model, embedded.tokenizer))
+    evaluated = generate(embedded.model, embedded.tokenizer, [ids], settings, variant.policy_factory())[0]
+    with ServerThread(create_app({"effort-high": VariantBackend.from_variant(variant)}, log=RequestLog())) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        out = client.chat.completions.create(model="effort-high", messages=messages, max_tokens=32, temperature=0)
+    assert out.usage.prompt_tokens == len(ids)
+    assert out.choices[0].message.content == evaluated.text.strip()
+    assert out.usage.completion_tokens == evaluated.output_tokens

@@ -173,3 +173,13 @@ def test_prompt_lookup_drafter_matches_longest_recent_ngram():
     assert drafter.propose([5, 6, 5], 3) == [6, 5]
     assert drafter.propose([1, 2, 3], 4) == []  # nothing repeats
     assert PromptLookupDrafter(ngram_max=3, ngram_min=2).propose([4, 1, 2, 4], 2) == []  # unigram not allowed
+
+
+def test_sampling_is_refused_not_silently_greedy():
+    """Greedy verification is the technique: asked to sample, the policy refuses (greedy_only)."""
+    base = TinyBase(seed=2, layers=4)
+    variant = ADAPTERS.get("speculative")({"draft": "prompt_lookup", "num_draft_tokens": 4}).wrap(base)
+    ids = [base.tokenizer("abc abc abc", add_special_tokens=False)["input_ids"]]
+    with pytest.raises(ValueError, match="greedily"):
+        generate(variant.model, base.tokenizer, ids, GenerationSettings(8, eos_token_ids=[], temperature=1.0, seed=0),
+                 variant.policy_factory())

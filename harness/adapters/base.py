@@ -104,6 +104,17 @@ class Adapter:
         """
         return {}
 
+    def needs_preparation(self) -> str | None:
+        """Why :meth:`wrap` cannot run before :meth:`prepare` has run on a task (e.g. a budget
+        set by a calibration on the task's docs), in one sentence; ``None`` (the default) when
+        the variant works unprepared.
+
+        Callers that have no evaluation cell use it before anything loads: ``harness serve``
+        prepares such a variant on its ``--calibration-task`` or exits 2, and suite validation
+        refuses it in an ``agents:`` section (:func:`harness.kinds.agents.runner.check_servable`).
+        """
+        return None
+
     def prepare_model(self, base) -> Any:
         """The torch model this variant runs; default: the shared base model itself."""
         return base.model

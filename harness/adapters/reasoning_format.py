@@ -83,24 +83,60 @@ def detect_format(tokenizer) -> ReasoningFormat:
     return ReasoningFormat("plain_text")
 
 
+@dataclass(frozen=True)
+class PromptTransform:
+    """What a variant does to a chat before its model reads it: a system prompt and/or a
+    prefilled empty thinking block. The one place that builds a variant's prompt: evaluation
+    (:class:`harness.adapters.prompted_variant.PromptedVariant` through lm-eval), calibration
+    (:func:`chat_prompt`) and serving (:func:`harness.serve.chat_format.render`, for ``harness
+    serve`` and agent cells) all call :meth:`render`. ``PromptTransform()`` changes nothing.
+
+    Attributes:
+        system_prompt: put first: a new system message, or in front of an existing first
+            system message's content after a blank line (``None``: none).
+        prefill_format: the reasoning format whose NoThinking prefill
+            (:meth:`ReasoningFormat.no_thinking_prompt`) follows the generation prompt
+            (``None``: no prefill).
+    """
+
+    system_prompt: str | None = None
+    prefill_format: ReasoningFormat | None = None
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.system_prompt or self.prefill_format)
+
+    def messages(self, messages: list[dict]) -> list[dict]:
+        """``messages`` (copied) with the system prompt put first."""
+        messages = [dict(m) for m in messages]
+        if self.system_prompt:
+            if messages and messages[0].get("role") == "system":
+                messages[0]["content"] = f"{self.system_prompt}\n\n{messages[0]['content']}"
+            else:
+                messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return messages
+
+    def render(self, tokenizer, messages: list[dict], **template_kwargs) -> str:
+        """The prompt text for chat ``messages``: the tokenizer's chat template (with a
+        generation prompt and ``template_kwargs``, e.g. ``tools``) over :meth:`messages`, then
+        the prefill. Raises what the template raises (e.g. roles that must alternate)."""
+        text = tokenizer.apply_chat_template(
+            self.messages(messages), tokenize=False, add_generation_prompt=True, **template_kwargs
+        )
+        return self.prefill_format.no_thinking_prompt(text) if self.prefill_format else text
+
+
 def chat_prompt(
     tokenizer,
     messages: list[dict[str, str]],
     system_prompt: str | None = None,
     prefill_format: ReasoningFormat | None = None,
 ) -> str:
-    """The prompt text a variant gives the model for chat ``messages``: the tokenizer's chat
-    template with a generation prompt; ``system_prompt`` first (a new system message, or put in
-    front of an existing one's content after a blank line); then, when ``prefill_format`` is
-    given, its NoThinking prefill (:meth:`ReasoningFormat.no_thinking_prompt`).
+    """The prompt text a variant gives the model for chat ``messages``:
+    ``PromptTransform(system_prompt, prefill_format).render(tokenizer, messages)`` (the chat
+    template with a generation prompt, the system prompt first, then the NoThinking prefill).
 
-    Evaluation prompts (through lm-eval) and calibration prompts are both built here.
+    Evaluation prompts (through lm-eval), calibration prompts and served prompts are all built
+    by :class:`PromptTransform`.
     """
-    messages = [dict(m) for m in messages]
-    if system_prompt:
-        if messages and messages[0].get("role") == "system":
-            messages[0]["content"] = f"{system_prompt}\n\n{messages[0]['content']}"
-        else:
-            messages.insert(0, {"role": "system", "content": system_prompt})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return prefill_format.no_thinking_prompt(text) if prefill_format else text
+    return PromptTransform(system_prompt, prefill_format).render(tokenizer, messages)

@@ -182,6 +182,8 @@ class SpeculativePolicy(DecodePolicy):
         drafter: a :class:`PromptLookupDrafter` or :class:`ModelDrafter` (fresh per batch).
     """
 
+    greedy_only = True  # verification accepts the drafts the target's argmax agrees with
+
     def __init__(self, num_draft_tokens: int, drafter):
         self.k = num_draft_tokens
         self.drafter = drafter

@@ -276,6 +276,17 @@ class ThinkBudget(Adapter):
                 f"mode {p.mode!r} would have no reasoning budget"
             )
 
+    def needs_preparation(self) -> str | None:
+        """Medium and Low take their budget from the High mode's calibrated mean reasoning
+        length (:meth:`prepare`); the other forms wrap unprepared (High's calibration is a record)."""
+        mode = self.params.mode
+        if mode in MODE_SCALE and mode != "high":
+            return (
+                f"think_budget mode {mode!r} sets its reasoning budget from a calibration on a task's "
+                f"last {self.params.calibration_docs} docs"
+            )
+        return None
+
     def reasoning_budget(self, max_new_tokens: int) -> int | None:
         """Reasoning tokens before the end is forced, under a task cap of ``max_new_tokens``.
 

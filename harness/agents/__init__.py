@@ -9,5 +9,5 @@ tokens, time and energy back to each τ² task.
   directory and judge routing τ² has no flag for).
 - :mod:`harness.agents.tau2_run` — command line, environment, data version of one τ² run.
 - :mod:`harness.agents.results` — τ²'s results JSON → sample rows, pass^k, attribution by time window.
-- :mod:`harness.agents.cell` — the ``agent`` cell runner.
+- :mod:`harness.kinds.agents` — the ``agent`` cell kind (section, runner).
 """

@@ -68,7 +68,9 @@ def validation_error(exc: ValidationError, model: type[BaseModel], source: str, 
         noun: what an unknown key is called: ``field``, or ``parameter`` for adapter params; the
             message names the closest valid keys.
     """
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # an unknown key first: it is usually the misspelling of a key reported missing
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "device":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.core.refs import DEVICE_PATTERN, DTYPES
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+SAMPLING_KEYS = ("samples", "temperature", "top_p")  # in hashes only when sampling is on
 
 
 class Strict(BaseModel):
@@ -24,11 +25,20 @@ class Defaults(Strict):
         limit: samples per task (first ``limit`` documents); ``None`` = the whole task.
         batch_size: requests decoded together (left padding).
         max_new_tokens: generation cap per request, in tokens.
-        seed: random seed (recorded; decoding is greedy).
+        seed: random seed (lm-eval's seeds; when sampling, each sample's generator seed is
+            derived from it, the doc id and the sample index: :func:`harness.variant.sample_seed`).
         repeats: how many times each cell is run (timing spread; CV reported in the summary).
         warmup: requests decoded before each cell's measured window (0 = none): excluded from
             every figure, their wall time reported as ``warmup_time_s`` (the cold start).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        samples: responses generated per doc (lm-eval ``repeats``); one sample row each, and
+            the cell's accuracy is the mean over all of them. More than 1 needs ``temperature > 0``.
+        temperature: ``0`` = greedy decoding (the default); ``> 0`` = sampling at that temperature.
+        top_p: nucleus sampling mass (``0 < top_p <= 1``; 1 = off); below 1 needs ``temperature > 0``.
+
+    Sampling is *on* when ``samples > 1``, ``temperature > 0`` or ``top_p < 1`` (valid only
+    with ``temperature > 0``); only then do these three keys enter the suite's canonical form
+    and the cells' identity, so greedy suites keep their hashes. Generation tasks only.
     """
 
     limit: int | None = Field(None, ge=1)
@@ -38,6 +48,25 @@ class Defaults(Strict):
     repeats: int = Field(1, ge=1)
     warmup: int = Field(1, ge=0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)
+    samples: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    @property
+    def sampling(self) -> bool:
+        """Sampling is on (see the class docstring)."""
+        return self.samples > 1 or self.temperature > 0 or self.top_p < 1
+
+    @model_validator(mode="after")
+    def _sampling_needs_temperature(self) -> "Defaults":
+        if self.temperature == 0 and self.samples > 1:
+            raise ValueError(
+                f"samples: {self.samples} with temperature 0 would decode the same greedy output "
+                f"{self.samples} times; set temperature > 0 to sample"
+            )
+        if self.temperature == 0 and self.top_p < 1:
+            raise ValueError(f"top_p: {self.top_p} has no effect with temperature 0 (greedy); set temperature > 0")
+        return self
 
 
 class Variant(Strict):

@@ -56,7 +56,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError
 
 from harness.config.errors import SuiteError, did_you_mean, validation_error
-from harness.config.fields import NAME_PATTERN, Defaults, Strict, Variant
+from harness.config.fields import NAME_PATTERN, SAMPLING_KEYS, Defaults, Strict, Variant
 from harness.config.gate import Gate
 from harness.core.cell import CELL_FORMAT, KINDS, Cell
 from harness.core.hashing import stable_hash
@@ -95,8 +95,12 @@ class Suite(Strict):
 
     def canonical(self) -> dict[str, Any]:
         """JSON-ready dump with defaults filled (what the suite hash covers); absent sections
-        are left out, so adding a kind never changes an existing suite's hash."""
+        are left out, so adding a kind never changes an existing suite's hash, and so are the
+        sampling keys of a greedy suite (``samples``, ``temperature``, ``top_p``)."""
         data = self.model_dump(mode="json")
+        if not self.defaults.sampling:  # greedy suites hash as before sampling existed
+            for key in SAMPLING_KEYS:
+                data["defaults"].pop(key)
         for key, section in sorted(self._sections.items()):
             data[key] = section.model_dump(mode="json")
         return data

@@ -20,7 +20,9 @@ class UnknownNameError(KeyError):
 
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, known
-        self.suggestions = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        by_lower = {k.lower(): k for k in known}  # case-blind: "MATH-500" suggests "math500"
+        close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
+        self.suggestions = [by_lower[c] for c in close]
         super().__init__(name)
 
     def __str__(self) -> str:
@@ -33,11 +35,13 @@ class Registry(Generic[T]):
 
     Args:
         kind: human name used in errors (``adapter``, ``task``...).
-        base: every registered class must subclass it.
+        base: every registered class must subclass it (or, with :meth:`add`, every registered
+            item be an instance of it); a tuple of types allows any of them.
     """
 
-    def __init__(self, kind: str, base: type):
+    def __init__(self, kind: str, base: type | tuple[type, ...]):
         self.kind, self.base = kind, base
+        self._base_name = " or ".join(b.__name__ for b in base) if isinstance(base, tuple) else base.__name__
         self._items: dict[str, type[T]] = {}
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -50,7 +54,7 @@ class Registry(Generic[T]):
 
         def decorate(cls: type[T]) -> type[T]:
             if not issubclass(cls, self.base):
-                raise TypeError(f"{cls.__name__} must subclass {self.base.__name__} to be a {self.kind}")
+                raise TypeError(f"{cls.__name__} must subclass {self._base_name} to be a {self.kind}")
             existing = self._items.get(name)
             if existing is not None and existing is not cls:
                 raise ValueError(f"{self.kind} {name!r} is already registered by {existing.__name__}")
@@ -68,7 +72,7 @@ class Registry(Generic[T]):
             ValueError: ``name`` is already taken by another item.
         """
         if not isinstance(item, self.base):
-            raise TypeError(f"{item!r} must be a {self.base.__name__} to be a {self.kind}")
+            raise TypeError(f"{item!r} must be a {self._base_name} to be a {self.kind}")
         existing = self._items.get(name)
         if existing is not None and existing is not item:
             raise ValueError(f"{self.kind} {name!r} is already registered")
@@ -92,6 +96,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, registered class or item)`` pairs, sorted by name."""
+        return sorted(self._items.items())
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

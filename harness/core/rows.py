@@ -52,6 +52,11 @@ def energy_ratios(energy_j: float | None, n: int | None, n_correct: float | None
 def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dict[str, Any]:
     """Per-cell figures from per-sample rows (DESIGN.md §4).
 
+    ``n`` counts sample rows and ``accuracy`` is the mean ``correct`` over all of them: with
+    several samples per doc (a sampling cell) that is the mean over every (doc, sample), i.e.
+    the expected single-sample accuracy (pass@1), not pass@k. Its interval treats the rows as
+    independent, so with several samples per doc it is narrower than a per-doc interval.
+
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
     ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
     percentiles, ``throughput_tok_per_s`` = Σ output tokens / summed decode wall time,

@@ -67,7 +67,7 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
     try:
         try:
             base = kind.load_base(group.model_ref, dtype=group.dtype, device=where.device)
-            base_bytes = models.param_bytes(base.model)
+            base_bytes = models.param_bytes(base.model) if getattr(base, "model", None) is not None else None
             emit(ModelLoaded(f"{base.canonical_id}|{group.dtype}", {
                 "model": base.canonical_id,
                 "dtype": group.dtype,

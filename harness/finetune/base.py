@@ -4,9 +4,9 @@ A fine-tuning technique turns a freshly built classification model (pretrained e
 head, :meth:`harness.finetune.encoder.EncoderBase.build`) into a trainable model: which
 parameters train, what the forward computes, what the loss is, what state must be stored per
 task. ``FinetuneAdapter(params).fit(ctx)`` trains it for the cell's steps and returns a
-:class:`~harness.finetune.train.FitResult`; the cell runner (:mod:`harness.kinds.finetune.runner`)
-evaluates and records it. The optimisation settings (:class:`~harness.finetune.train.TrainSettings`) and
-that result live with the shared training loop in :mod:`harness.finetune.train` (which does not import
+:class:`~harness.finetune.train.FitResult`; the cell kind (:mod:`harness.kinds.finetune`) evaluates
+and records it. The optimisation settings (:class:`~harness.finetune.train.TrainSettings`) and that
+result live with the shared training loop in :mod:`harness.finetune.train` (which does not import
 this module: the dependency goes one way).
 
 A module per technique declares its registry name (``@register_finetune("lora")``), the

@@ -99,7 +99,10 @@ def missing_cell_check(key: tuple, settings: Gate) -> Check:
 
 
 def _is_greedy(cells: pd.DataFrame) -> bool:
-    """Every generation here is greedy unless an adapter's params ask for sampling."""
+    """Every generation here is greedy unless the cells sampled (``temperature`` > 0, schema
+    1.4) or an adapter's params ask for sampling."""
+    if "temperature" in cells.columns and (pd.to_numeric(cells["temperature"], errors="coerce").fillna(0) > 0).any():
+        return False
     for raw in cells.get("params_json", pd.Series(dtype=object)).dropna():
         try:
             params = json.loads(raw)
@@ -150,8 +153,8 @@ def _sample_checks(pair: CellPair, settings: Gate, length_changing: bool) -> lis
     p = pair.paired
     if p is None or p.empty:
         return [_check(key, "accuracy", FAIL, "fraction", n=0,
-                       threshold="samples matched by doc_id",
-                       note=f"no sample matched by doc_id (baseline {pair.n_base_samples}, "
+                       threshold="samples matched by (doc_id, sample)",
+                       note=f"no sample matched by (doc_id, sample) (baseline {pair.n_base_samples}, "
                             f"candidate {pair.n_cand_samples} samples)")]
     n = len(p)
     unmatched = f"; {pair.n_base_samples - n} baseline / {pair.n_cand_samples - n} candidate samples unmatched" \

@@ -2,7 +2,10 @@
 
 Cells match on :data:`MATCH_KEY` (canonical model id, dtype, batch size, task, task version,
 variant, params hash): neither the run, nor the limit, nor the host. Cells with the same key and
-different ``repeat`` values are repeats of one cell. Samples match on ``doc_id``.
+different ``repeat`` values are repeats of one cell. Samples match on :data:`SAMPLE_KEY`
+``(doc_id, sample)`` within a matched cell (so on ``(task, doc_id, sample)``): the k-th sample of a
+doc pairs with the other side's k-th sample of it; rows without a ``sample`` (written before
+schema 1.4) are sample 0.
 
 Accuracy, length and determinism use each side's lowest ``status == "ok"`` repeat; costs use every
 ok repeat. When a side holds several runs with the same (key, repeat), the latest run (run ids
@@ -22,9 +25,10 @@ import pandas as pd
 from harness.results import SchemaVersionError, read_cells, read_run, read_samples
 from harness.results.reader import run_dirs
 
-__all__ = ["MATCH_KEY", "GateInputError", "Side", "CellPair", "Matching", "load_side", "match"]
+__all__ = ["MATCH_KEY", "SAMPLE_KEY", "GateInputError", "Side", "CellPair", "Matching", "load_side", "match"]
 
 MATCH_KEY: tuple[str, ...] = ("model", "dtype", "batch_size", "task", "task_version", "variant", "params_hash")
+SAMPLE_KEY: tuple[str, ...] = ("doc_id", "sample")
 
 
 class GateInputError(ValueError):
@@ -118,12 +122,12 @@ def key_dict(key: tuple) -> dict[str, Any]:
 
 @dataclass
 class CellPair:
-    """A matched cell: every repeat on each side, and the samples paired by ``doc_id``."""
+    """A matched cell: every repeat on each side, and the samples paired by ``(doc_id, sample)``."""
 
     key: tuple
     base_cells: pd.DataFrame  # all repeats (any status)
     cand_cells: pd.DataFrame
-    paired: pd.DataFrame | None  # one row per doc_id in both; columns <col>_b / <col>_c
+    paired: pd.DataFrame | None  # one row per (doc_id, sample) in both; columns <col>_b / <col>_c
     n_base_samples: int = 0
     n_cand_samples: int = 0
     notes: list[str] = field(default_factory=list)
@@ -146,14 +150,17 @@ class Matching:
     only_candidate: list[tuple]
 
 
-_SAMPLE_COLS = ("doc_id", "correct", "output_tokens", "finish_reason", "output_text")
+_SAMPLE_COLS = ("doc_id", "sample", "correct", "output_tokens", "finish_reason", "output_text")
 
 
 def _cell_samples(side: Side, row: pd.Series) -> pd.DataFrame:
+    """The cell's sample rows, with ``sample`` 0 where a row has none (files before schema 1.4)."""
     s = side.samples
-    if s.empty:
-        return s
-    return s[(s["run_id"] == row["run_id"]) & (s["cell_hash"] == row["cell_hash"])]
+    if not s.empty:
+        s = s[(s["run_id"] == row["run_id"]) & (s["cell_hash"] == row["cell_hash"])]
+    if "sample" not in s.columns:
+        return s.assign(sample=pd.Series(0, index=s.index, dtype="int64"))
+    return s.assign(sample=s["sample"].fillna(0).astype("int64"))
 
 
 def _first_ok(cells: pd.DataFrame) -> pd.Series | None:
@@ -164,7 +171,7 @@ def _first_ok(cells: pd.DataFrame) -> pd.Series | None:
 
 
 def match(baseline: Side, candidate: Side) -> Matching:
-    """Match the two sides' cells by key and their samples by ``doc_id``.
+    """Match the two sides' cells by key and their samples by ``(doc_id, sample)``.
 
     Raises:
         GateInputError: when no cell key is on both sides.
@@ -190,8 +197,8 @@ def match(baseline: Side, candidate: Side) -> Matching:
             cs = _dedupe(_cell_samples(candidate, crow), "candidate", pair)
             pair.n_base_samples, pair.n_cand_samples = len(bs), len(cs)
             cols = [c for c in _SAMPLE_COLS if c in bs.columns and c in cs.columns]
-            pair.paired = bs[cols].merge(cs[cols], on="doc_id", suffixes=("_b", "_c"), how="inner")
-            pair.paired = pair.paired.sort_values("doc_id", kind="stable").reset_index(drop=True)
+            pair.paired = bs[cols].merge(cs[cols], on=list(SAMPLE_KEY), suffixes=("_b", "_c"), how="inner")
+            pair.paired = pair.paired.sort_values(list(SAMPLE_KEY), kind="stable").reset_index(drop=True)
         pairs.append(pair)
     return Matching(
         pairs,
@@ -208,9 +215,11 @@ def _order(key: tuple) -> tuple:
 
 
 def _dedupe(samples: pd.DataFrame, label: str, pair: CellPair) -> pd.DataFrame:
-    dup = samples.duplicated("doc_id", keep="first")
+    if samples.empty:
+        return samples
+    dup = samples.duplicated(list(SAMPLE_KEY), keep="first")
     if dup.any():
-        pair.notes.append(f"{label}: {int(dup.sum())} duplicate doc_id row(s) ignored")
+        pair.notes.append(f"{label}: {int(dup.sum())} duplicate (doc_id, sample) row(s) ignored")
         samples = samples[~dup]
     return samples
 

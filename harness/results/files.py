@@ -7,8 +7,9 @@ both read files through here, so the rules are the same wherever a file is read:
   its version and the supported one;
 - unreadable/corrupt files and files without a schema version are skipped with a
   :class:`~harness.results.store.ResultsReadWarning`;
-- conforming puts the expected columns first, in the schema's order and types (missing ones null),
-  and keeps any other column (``counter_*``, newer MINOR columns) as it is.
+- conforming puts the expected columns first, in the schema's order and types (missing ones null,
+  or their :data:`ZERO_FILLED` default), and keeps any other column (``counter_*``, newer MINOR
+  columns) as it is.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.results.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SchemaVersionError, parse_version
 from harness.results.store import ResultsReadWarning
 
-__all__ = ["read_file", "conform", "read_conformed"]
+__all__ = ["read_file", "conform", "read_conformed", "ZERO_FILLED"]
 
 
 def _skip(path: Path, why: object) -> None:
@@ -98,9 +100,15 @@ def read_conformed(paths: Iterable[Path], expected: pa.Schema) -> list[pa.Table]
     return out
 
 
+ZERO_FILLED: dict[str, int] = {"sample": 0}
+"""Columns whose null (or absence, in files written before them) means a default value: a sample
+row's ``sample`` (schema 1.4) is 0 — one sample per doc."""
+
+
 def conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
-    """``table`` with the columns of ``expected`` in its order and types (missing ones null), then
-    any others (e.g. ``counter_*`` or newer MINOR columns) as they are; every field nullable.
+    """``table`` with the columns of ``expected`` in its order and types (missing ones null, or their
+    :data:`ZERO_FILLED` default), then any others (e.g. ``counter_*`` or newer MINOR columns) as
+    they are; every field nullable.
 
     Raises:
         pyarrow.ArrowInvalid, ArrowTypeError, ArrowNotImplementedError: a column cannot be cast.
@@ -113,9 +121,11 @@ def conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
             col = table.column(field.name)
             if not col.type.equals(field.type):
                 col = col.cast(field.type)
-            arrays.append(col)
         else:
-            arrays.append(pa.nulls(n, type=field.type))
+            col = pa.nulls(n, type=field.type)
+        if field.name in ZERO_FILLED and col.null_count:
+            col = pc.fill_null(col, pa.scalar(ZERO_FILLED[field.name], type=field.type))
+        arrays.append(col)
         fields.append(field.with_nullable(True))
     for name in table.column_names:
         if name not in expected.names:

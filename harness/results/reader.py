@@ -9,7 +9,9 @@ Rules:
 - a file of a different schema MAJOR version raises :class:`SchemaVersionError` naming the file,
   its version and the supported one;
 - a file of an older MINOR version reads with the columns it lacks as null (a newer MINOR file
-  reads too: columns unknown to this code are kept as they are);
+  reads too: columns unknown to this code are kept as they are), except the sample rows'
+  ``sample`` (1.4), read as 0 where absent or null (:data:`harness.results.files.ZERO_FILLED`): every row written before
+  it is its doc's only sample;
 - temp files (``.*``, ``*.tmp``), unreadable/corrupt files and files without a schema version are
   skipped with a :class:`ResultsReadWarning` and never counted.
 

@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json
+SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -155,7 +155,11 @@ CELL_SCHEMA = pa.schema(
         _f("calibration_json", _STR),
         _f("calibration_time_s", _F64),
         # --- training cells (harness/finetune; schema 1.2). Null on evaluation cells. -----------
-        _f("cell_kind", _STR),  # eval | finetune (null = eval, files before 1.2)
+        _f("cell_kind", _STR),
+        # eval cells' decoding (schema 1.4): temperature 0 = greedy; samples_per_doc > 1 = several sample rows per doc
+        _f("temperature", _F64),
+        _f("top_p", _F64),
+        _f("samples_per_doc", _I64),  # eval | finetune (null = eval, files before 1.2)
         _f("task_metric", _STR),  # the task's headline metric: accuracy | f1 | mcc
         _f("task_metric_value", _F64),
         _f("trainable_params", _I64),
@@ -229,6 +233,10 @@ SAMPLE_SCHEMA = pa.schema(
         _f("variant", _STR),
         _f("task", _STR),
         _f("doc_id", _I64, nullable=False),  # lm-eval's doc index within the task
+        # (1.4) which of the doc's samples (0..n-1; lm-eval repeats) this row is; 0 for single-sample
+        # cells. A row is identified by (doc_id, sample); sample_table writes 0 when a row gives none,
+        # and the reader reads files before 1.4 (no column) or a null as 0.
+        _f("sample", _I64),
         _f("prompt_hash", _STR),
         _f("prompt_text", _STR),
         _f("output_text", _STR),
@@ -440,8 +448,9 @@ def cell_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Build a sample table (schema :data:`SAMPLE_SCHEMA` + ``counter_*``) from row dicts.
 
-    Missing known columns are filled with nulls; bool ``correct`` values are stored as 1.0/0.0;
-    ``itl_s`` takes any sequence of floats (list, tuple, numpy array).
+    Missing known columns are filled with nulls, except ``sample``, which defaults to 0 (one
+    sample per doc); bool ``correct`` values are stored as 1.0/0.0; ``itl_s`` takes any sequence
+    of floats (list, tuple, numpy array).
 
     Raises:
         ValueError: on an unknown non-counter key, a missing required key (``run_id``,
@@ -453,6 +462,7 @@ def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise ValueError(
                 f"sample row {i}: finish_reason must be one of {FINISH_REASONS}, got {fr!r}"
             )
+    rows = [row if row.get("sample") is not None else {**row, "sample": 0} for row in rows]
     return _build_table(rows, SAMPLE_SCHEMA, "sample")
 
 

@@ -2,8 +2,15 @@
 
 One request = one call of the shared decode loop (:func:`harness.generation.generate`,
 batch of one) with the variant's model and a fresh decode policy, so the served answer is
-the technique's own. The prompt is built by :mod:`harness.serve.chat_format` and tool calls
-are read back by :mod:`harness.serve.toolcall`.
+the technique's own. The prompt is built by :mod:`harness.serve.chat_format` through the
+variant's own prompt transform (:class:`harness.adapters.reasoning_format.PromptTransform`:
+e.g. think_budget's effort-mode system prompt and NoThinking prefill), the code that builds its
+evaluation prompts, and tool calls are read back by :mod:`harness.serve.toolcall`.
+
+A variant whose adapter must be prepared on a task before it wraps
+(:meth:`harness.adapters.base.Adapter.needs_preparation`, e.g. think_budget's calibrated Medium
+and Low modes) is served only when a calibration task is given (:func:`suite_backends`);
+otherwise :func:`check_servable` raises :class:`CalibrationNeeded` before anything loads.
 
 Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
 
@@ -81,6 +88,10 @@ class NonBlankPolicy(DecodePolicy):
     def sampling(self, value) -> None:
         self.inner.sampling = value
 
+    @property
+    def greedy_only(self) -> bool:
+        return self.inner.greedy_only
+
     def begin(self, rows: list[RowState]) -> None:
         self.inner.begin(rows)
 
@@ -126,6 +137,12 @@ class VariantBackend:
         max_prompt_tokens: prompt budget in tokens (default: the model's context minus the
             request's completion cap); longer conversations lose their oldest turns.
         tool_format: ``auto`` (native when the template renders tools), ``native`` or ``fallback``.
+        prompt_transform: the variant's :class:`~harness.adapters.reasoning_format.PromptTransform`
+            (system prompt, prefill) applied to every prompt (default: none, the bare template).
+
+    Attributes:
+        preparation: the columns the adapter's ``prepare`` returned when the variant was
+            prepared on a task (e.g. ``calibration_json``); ``{}`` otherwise.
 
     Raises (from :meth:`complete`): ``ValueError`` for a conversation that cannot be templated
     or does not fit even truncated (the app answers 400).
@@ -142,11 +159,14 @@ class VariantBackend:
         max_tokens: int = 256,
         max_prompt_tokens: int | None = None,
         tool_format: str = "auto",
+        prompt_transform=None,
     ):
         if tool_format not in ("auto", "native", "fallback"):
             raise ValueError(f"tool_format must be auto, native or fallback, got {tool_format!r}")
         self.model, self.tokenizer = model, tokenizer
         self.policy_factory = policy_factory or DecodePolicy
+        self.prompt_transform = prompt_transform
+        self.preparation: dict[str, Any] = {}
         self.max_tokens, self.max_prompt_tokens = max_tokens, max_prompt_tokens
         self.native = chat_format.template_supports_tools(tokenizer) if tool_format == "auto" else tool_format == "native"
         self.context = context_length(model, tokenizer)
@@ -154,18 +174,46 @@ class VariantBackend:
 
     @classmethod
     def from_variant(cls, variant, **kwargs) -> "VariantBackend":
-        """Serve a :class:`harness.variant.GenerationVariant` (its model, tokenizer, policy;
-        ``max_tokens`` defaults to the variant's ``max_new_tokens``)."""
+        """Serve a :class:`harness.variant.GenerationVariant` as it is evaluated: its model,
+        tokenizer, decode policy and prompt transform (``prompt_transform``, e.g. a
+        :class:`harness.adapters.prompted_variant.PromptedVariant`'s system prompt and prefill);
+        ``max_tokens`` defaults to the variant's ``max_new_tokens``.
+
+        Raises:
+            TypeError: the variant builds its prompts in its own ``apply_chat_template`` without
+                exposing a ``prompt_transform``: serving it would measure a different prompt.
+        """
         kwargs.setdefault("max_tokens", variant.max_new_tokens)
+        transform = getattr(variant, "prompt_transform", None)
+        if transform is None:
+            from harness.variant import GenerationVariant
+
+            own = getattr(type(variant), "apply_chat_template", GenerationVariant.apply_chat_template)
+            if isinstance(variant, GenerationVariant) and own is not GenerationVariant.apply_chat_template:
+                raise TypeError(
+                    f"{type(variant).__name__} overrides apply_chat_template without a prompt_transform: "
+                    "its served prompts would differ from its evaluated ones"
+                )
+        kwargs.setdefault("prompt_transform", transform)
         return cls(variant.model, variant.tokenizer, variant.policy_factory, **kwargs)
 
     @classmethod
     def from_adapter(cls, base, adapter: str, params: dict[str, Any] | None = None, **kwargs) -> "VariantBackend":
         """Serve ``adapter`` (a registry name) with ``params`` wrapped around ``base`` (a
-        :class:`harness.models.BaseModel`). Raises ``UnknownNameError`` / pydantic errors."""
+        :class:`harness.models.BaseModel`), unprepared.
+
+        Raises:
+            UnknownNameError / pydantic errors: unknown adapter or params.
+            CalibrationNeeded: the adapter must be prepared on a task first (use
+                :func:`suite_backends` with a calibration task).
+        """
         from harness.adapters import ADAPTERS
 
-        variant = ADAPTERS.get(adapter)(params or {}).wrap(base, batch_size=1, max_new_tokens=kwargs.get("max_tokens", 256))
+        technique = ADAPTERS.get(adapter)(params or {})
+        reason = technique.needs_preparation()
+        if reason:
+            raise CalibrationNeeded(f"adapter {adapter!r} cannot be served unprepared: {reason}")
+        variant = technique.wrap(base, batch_size=1, max_new_tokens=kwargs.get("max_tokens", 256))
         return cls.from_variant(variant, **kwargs)
 
     def _decode(self, prompt_ids: list[int], cap: int, request: ChatRequest, stops: list[str]):
@@ -197,7 +245,8 @@ class VariantBackend:
             """One decode, capped by what is left of the request's ``cap`` (all decodes of a
             request together generate at most ``cap`` tokens); none when nothing is left."""
             prompt = chat_format.render(
-                self.tokenizer, request.messages, tools, choice, budget, prefill=prefill, native=self.native
+                self.tokenizer, request.messages, tools, choice, budget, prefill=prefill, native=self.native,
+                transform=self.prompt_transform,
             )
             limit = min(limit, cap - usage[1])
             if limit < 1:
@@ -256,6 +305,65 @@ class VariantBackend:
         )
 
 
+class CalibrationNeeded(ValueError):
+    """A variant must be prepared (calibrated) on a task before it can serve, and none was given."""
+
+
+def _servable(suite) -> dict[str, tuple[Any, list[str], int, int]]:
+    """Variant name → (variant, its section's models, the section's default completion cap,
+    the batch size its evaluation cells decode with): the top-level ``variants`` first, then the
+    ``agents:`` section's (batch 1, as agent cells serve)."""
+    agents = suite.section("agents")
+    by_name: dict[str, tuple[Any, list[str], int, int]] = {}
+    for v in suite.variants:
+        batch = getattr(v, "batch_size", None) or suite.defaults.batch_size
+        by_name[v.name] = (v, list(suite.models), suite.defaults.max_new_tokens, batch)
+    for v in (agents.variants if agents is not None else []):
+        by_name.setdefault(v.name, (v, list(agents.models), agents.defaults.max_tokens, 1))
+    return by_name
+
+
+def check_servable(suite, variant_names: list[str], calibration_task: str | None = None) -> None:
+    """Check, before anything loads, that the named variants of ``suite`` can be served.
+
+    Args:
+        calibration_task: the task whose docs variants are prepared on (``None``: none).
+
+    Raises:
+        ValueError: an unknown variant name (the message lists the servable ones); an unknown
+            calibration task, or one that is not a generation task.
+        CalibrationNeeded: a variant must be prepared on a task
+            (:meth:`harness.adapters.base.Adapter.needs_preparation`) and ``calibration_task``
+            is ``None``; the one-line message names ``--calibration-task``.
+    """
+    from harness.adapters import ADAPTERS
+
+    by_name = _servable(suite)
+    unknown = [n for n in variant_names if n not in by_name]
+    if unknown:
+        raise ValueError(
+            f"unknown variant(s) {unknown} in suite {suite.name!r} (servable variants: {sorted(by_name)})"
+        )
+    if calibration_task is not None:
+        from harness.tasks import get_task
+
+        try:
+            spec = get_task(calibration_task)
+        except KeyError as exc:
+            raise ValueError(f"--calibration-task: {exc}") from None
+        if spec.output_type != "generate_until":
+            raise ValueError(f"--calibration-task {calibration_task!r} is not a generation task; calibrate on one (e.g. gsm8k)")
+        return
+    for name in variant_names:
+        v = by_name[name][0]
+        reason = ADAPTERS.get(v.adapter)(v.params).needs_preparation()
+        if reason:
+            raise CalibrationNeeded(
+                f"variant {name!r} needs --calibration-task TASK to be served: {reason} "
+                "(e.g. --calibration-task gsm8k)"
+            )
+
+
 def suite_backends(
     suite,
     variant_names: list[str],
@@ -263,10 +371,12 @@ def suite_backends(
     device: str | None = None,
     max_tokens: int | None = None,
     max_prompt_tokens: int | None = None,
+    calibration_task: str | None = None,
 ) -> dict[str, VariantBackend]:
     """Backends for the named variants of ``suite`` (a :class:`harness.config.suite.Suite`), keyed by
     variant name: the top-level ``variants`` and the ``agents:`` section's. One base model is
-    loaded per (model, dtype) and shared (adapters never mutate it).
+    loaded per (model, dtype) and shared (adapters never mutate it). Each backend serves its
+    variant as evaluated: same decode policy, same prompt transform.
 
     Args:
         model_ref: the base model (default: the first model of the variant's section, the
@@ -275,36 +385,51 @@ def suite_backends(
         max_tokens: default completion cap (default: the suite's ``defaults.max_new_tokens``;
             ``agents.defaults.max_tokens`` for an agents variant).
         max_prompt_tokens: prompt budget (default: the model's context minus the cap).
+        calibration_task: when given, every variant's adapter is prepared on that task's docs
+            before it wraps (:meth:`harness.adapters.base.Adapter.prepare`, as an evaluation
+            cell does: think_budget calibrates on the task's last ``calibration_docs`` docs, none
+            held out for evaluation here), with the completion cap as the token cap and the batch
+            size the suite's cells use; variants of one call share one calibration per setting.
+            The returned columns are kept in ``VariantBackend.preparation``.
 
     Raises:
-        ValueError: an unknown variant name (the message lists the servable ones), or no model.
+        ValueError: an unknown variant name (the message lists the servable ones), no model, an
+            unusable calibration task (see :func:`check_servable`) or a failed preparation (e.g.
+            ``calibration_docs`` not below the task's size).
+        CalibrationNeeded: a variant needs a calibration task and none was given.
+        harness.tasks.DataError: the calibration task's data cannot be read (before any model loads).
         harness.models.ModelError: the model cannot be loaded.
     """
     from harness import models
     from harness.adapters import ADAPTERS
+    from harness.adapters.base import CellContext
 
-    agents = suite.section("agents")
-    # name -> (variant, the section's models, the section's default completion cap)
-    by_name: dict[str, tuple[Any, list[str], int]] = {}
-    for v in suite.variants:
-        by_name[v.name] = (v, list(suite.models), suite.defaults.max_new_tokens)
-    for v in (agents.variants if agents is not None else []):
-        by_name.setdefault(v.name, (v, list(agents.models), agents.defaults.max_tokens))
-    unknown = [n for n in variant_names if n not in by_name]
-    if unknown:
-        raise ValueError(
-            f"unknown variant(s) {unknown} in suite {suite.name!r} (servable variants: {sorted(by_name)})"
-        )
+    check_servable(suite, variant_names, calibration_task)
+    by_name = _servable(suite)
+    spec = docs = None
+    if calibration_task is not None:
+        from harness.tasks import get_task
+
+        spec = get_task(calibration_task)
+        docs = spec.load_docs()
     bases: dict[tuple[str, str], Any] = {}
     out: dict[str, VariantBackend] = {}
+    kept: dict[str, bytes] = {}  # files adapters keep (one High calibration shared by the modes)
     for name in variant_names:
-        v, section_models, section_cap = by_name[name]
+        v, section_models, section_cap, batch = by_name[name]
         ref = model_ref or (section_models[0] if section_models else None)
         if ref is None:
             raise ValueError(f"suite {suite.name!r} names no model for variant {name!r}; pass --model-ref")
         if (ref, v.dtype) not in bases:
             bases[ref, v.dtype] = models.load(ref, dtype=v.dtype, device=device or suite.defaults.device)
+        base = bases[ref, v.dtype]
         cap = max_tokens or section_cap
-        variant = ADAPTERS.get(v.adapter)(v.params).wrap(bases[ref, v.dtype], batch_size=1, max_new_tokens=cap)
+        adapter = ADAPTERS.get(v.adapter)(v.params)
+        prepared: dict[str, Any] = {}
+        if spec is not None:
+            # limit=0: nothing of the task is evaluated here, so any slice may be held out
+            prepared = adapter.prepare(base, spec, docs, CellContext(0, batch, cap, kept))
+        variant = adapter.wrap(base, batch_size=1, max_new_tokens=cap)
         out[name] = VariantBackend.from_variant(variant, max_tokens=cap, max_prompt_tokens=max_prompt_tokens)
+        out[name].preparation = prepared
     return out

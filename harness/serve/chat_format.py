@@ -16,6 +16,10 @@ Either way: ``developer`` is read as ``system``, content-part lists are joined t
 greets first) is rendered as is; only when the template rejects it (roles must alternate)
 is a placeholder user turn (:data:`CONVERSATION_START`) put before it.
 
+A served variant's prompt transform (system prompt, NoThinking prefill; see
+:class:`harness.adapters.reasoning_format.PromptTransform`) is applied to the converted
+messages by the same code that builds its evaluation prompts, and truncation counts it.
+
 Truncation (:func:`render`): when the prompt exceeds ``max_prompt_tokens`` the oldest
 non-system turns are dropped one message at a time (tool results left without their call
 go too) until it fits; the system messages and the latest turn always stay, and the number
@@ -165,15 +169,21 @@ def _with_system(messages: list[dict[str, Any]], extra: str) -> list[dict[str, A
     return [{"role": "system", "content": extra}, *messages]
 
 
-def _apply(tokenizer, messages: list[dict[str, Any]], tools) -> str:
+def _template(tokenizer, messages: list[dict[str, Any]], transform, **kwargs) -> str:
+    if transform is None:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+    return transform.render(tokenizer, messages, **kwargs)
+
+
+def _apply(tokenizer, messages: list[dict[str, Any]], tools, transform=None) -> str:
     kwargs = {"tools": tools} if tools else {}
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        return _template(tokenizer, messages, transform, **kwargs)
     except Exception:  # e.g. "roles must alternate user/assistant": start with a user turn
         first = next((i for i, m in enumerate(messages) if m["role"] != "system"), len(messages))
         if first < len(messages) and messages[first]["role"] == "assistant":
             fixed = [*messages[:first], {"role": "user", "content": CONVERSATION_START}, *messages[first:]]
-            return tokenizer.apply_chat_template(fixed, tokenize=False, add_generation_prompt=True, **kwargs)
+            return _template(tokenizer, fixed, transform, **kwargs)
         raise
 
 
@@ -185,8 +195,14 @@ def render(
     max_prompt_tokens: int | None = None,
     prefill: str = "",
     native: bool | None = None,
+    transform=None,
 ) -> Prompt:
     """Template ``messages`` (OpenAI dicts) for ``tokenizer``, dropping oldest turns to fit.
+
+    The served variant's own prompt transform (``transform``, a
+    :class:`harness.adapters.reasoning_format.PromptTransform`: its system prompt, its prefill)
+    templates the converted messages exactly as evaluation does; the tool-call ``prefill``
+    follows it.
 
     Args:
         tools: OpenAI tool specs to offer (``None``/empty, or ``tool_choice="none"``: none).
@@ -194,6 +210,7 @@ def render(
         max_prompt_tokens: token budget of the whole prompt (``None`` = no limit).
         prefill: text appended after the generation prompt (the start of the reply).
         native: force the native (True) or fallback (False) tool format; ``None`` = detect.
+        transform: the variant's prompt transform (``None``: the bare chat template).
 
     Raises:
         PromptTooLong: system messages + the last turn alone exceed ``max_prompt_tokens``.
@@ -214,7 +231,7 @@ def render(
                 chat = _with_system(chat, tool_instructions(tools, tool_choice))
             template_tools = None
         try:
-            text = _apply(tokenizer, chat, template_tools) + prefill
+            text = _apply(tokenizer, chat, template_tools, transform) + prefill
         except Exception as exc:
             raise ValueError(f"the chat template cannot render this conversation: {type(exc).__name__}: {exc}") from None
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]

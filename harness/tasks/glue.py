@@ -44,6 +44,7 @@ MNLI and QQP are left out: their validation sets are not in the offline data cop
 
 from __future__ import annotations
 
+from harness.tasks.registry import register_task
 from harness.tasks.choice import ChoiceTaskSpec
 
 __all__ = ["COLA", "MRPC", "QNLI", "RTE", "SST2", "STSB", "TASKS", "WNLI"]
@@ -145,4 +146,4 @@ STSB = _glue(
     metrics=("pearson", "spearman"),
 )
 
-TASKS: tuple[ChoiceTaskSpec, ...] = (SST2, MRPC, RTE, COLA, QNLI, WNLI, STSB)
+TASKS: tuple[ChoiceTaskSpec, ...] = tuple(register_task(t) for t in (SST2, MRPC, RTE, COLA, QNLI, WNLI, STSB))

@@ -12,6 +12,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from harness.tasks.grading import Grade, last_boxed
+from harness.tasks.registry import register_task
 from harness.tasks.spec import TaskSpec
 
 __all__ = [
@@ -183,7 +184,7 @@ def grade_gsm8k(output_text: str, reference: str) -> Grade:
         return Grade(False, None, reference, f"grader error: {type(e).__name__}: {e}")
 
 
-TASK = TaskSpec(
+TASK = register_task(TaskSpec(
     name="gsm8k",
     version="1.0",
     description="GSM8K test set (1319 grade-school math word problems), zero-shot chain of thought, "
@@ -198,4 +199,4 @@ TASK = TaskSpec(
     required_fields=("question", "answer"),
     reference_fn=lambda doc: reference_from_answer(doc["answer"]),
     grade_fn=grade_gsm8k,
-)
+))

@@ -5,8 +5,24 @@ them: requests, chat templating, ordering and per-sample logging are lm-eval's. 
 through the task's own loader (``$HARNESS_DATA_DIR`` or the hub, one code path) via
 lm-eval's ``custom_dataset`` hook, so no data file is ever copied.
 
-Generation settings: greedy, ``until=[]`` (the model's EOS ends a sequence; an empty list
-keeps lm-eval from defaulting to a blank-line stop that would cut reasoning short).
+Generation settings: greedy by default, ``until=[]`` (the model's EOS ends a sequence; an empty
+list keeps lm-eval from defaulting to a blank-line stop that would cut reasoning short).
+
+Sampling (a cell with ``temperature > 0``; :func:`task_config`): the generation kwargs become
+``do_sample: True, temperature, top_p, seed`` (``seed`` = the cell seed, from which the variant
+derives each sample's generator seed, :func:`harness.variant.sample_seed`). ``samples = n > 1``
+sets lm-eval's ``repeats: n``: lm-eval then sends each doc's one ``Instance`` n times and
+appends the n responses to its ``resps`` in request order. lm-eval's default filter
+(``take_first``) would keep only the first of them, so such a task also sets
+``filter_list: [{name: none, filter: [{function: take_first_k, k: n}]}]``, which keeps all n
+(the filter keeps lm-eval's default name ``none``); ``process_results`` then receives
+``[[response_0, ..., response_{n-1}]]`` and the per-sample record's ``filtered_resps`` holds the
+same list. Single-sample tasks keep lm-eval's defaults (``repeats: 1``, ``take_first``).
+
+Grading happens once, in ``process_results``: every response is graded by the harness grader,
+its :class:`~harness.tasks.grading.Grade` recorded under ``(doc_id, sample)`` in the dict
+:func:`task_config` returns with the config (the sample rows are built from it, never graded
+again), and the doc's ``exact_match`` is the mean over its samples.
 
 Multiple-choice tasks (:class:`~harness.tasks.choice.ChoiceTaskSpec`, e.g. GLUE) become lm-eval
 ``multiple_choice`` tasks: one ``loglikelihood`` request per choice, lm-eval's own scoring and
@@ -18,29 +34,72 @@ from __future__ import annotations
 from typing import Any
 
 from harness.tasks.choice import ChoiceTaskSpec, pearson, spearman
+from harness.tasks.grading import Grade
 from harness.tasks.spec import TaskSpec
 
 METRIC = "exact_match"
 
+Grades = dict[tuple[int, int], Grade]
+"""``(doc_id, sample) → Grade`` of every graded response (``doc_id`` = the doc's own ``doc_id``)."""
 
-def task_config(spec: TaskSpec, max_new_tokens: int, docs: list[dict] | None = None) -> dict[str, Any]:
-    """lm-eval ``TaskConfig`` mapping for ``spec`` (zero-shot, ``generate_until``).
+
+def responses(filtered: Any) -> list[str]:
+    """A doc's responses, one per sample, from what lm-eval's filter left for its one request:
+    the string itself (``take_first``) or the list of all samples (``take_first_k``)."""
+    return [filtered] if isinstance(filtered, str) else list(filtered)
+
+
+def task_config(
+    spec: TaskSpec,
+    max_new_tokens: int,
+    docs: list[dict] | None = None,
+    *,
+    samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+) -> tuple[dict[str, Any], Grades]:
+    """lm-eval ``TaskConfig`` mapping for ``spec`` (zero-shot, ``generate_until``) and the dict its
+    ``process_results`` records each response's grade in (see the module docstring).
 
     Args:
         spec: the harness task.
         max_new_tokens: ``max_gen_toks`` of every request.
         docs: documents to serve (default: ``spec.load_docs()`` on first use).
+        samples: responses per doc (lm-eval ``repeats``); more than one needs ``temperature > 0``.
+        temperature, top_p: sampling settings; ``temperature == 0`` = greedy (then ``top_p`` must
+            be 1: it would change nothing).
+        seed: the cell seed (a generation kwarg when sampling; the variant derives per-sample
+            seeds from it).
+
+    Raises:
+        ValueError: ``samples < 1``, ``samples > 1`` or ``top_p < 1`` with ``temperature == 0``,
+            ``top_p`` outside ``(0, 1]`` or a negative temperature.
     """
+    if samples < 1 or temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"{spec.name}: bad sampling settings samples={samples}, temperature={temperature}, top_p={top_p}")
+    if temperature == 0 and (samples > 1 or top_p < 1):
+        raise ValueError(f"{spec.name}: samples={samples}, top_p={top_p} need temperature > 0 (greedy decoding is deterministic)")
+    grades: Grades = {}
 
     def dataset(**_: Any):
         import datasets
 
         return {"test": datasets.Dataset.from_list(docs if docs is not None else spec.load_docs())}
 
-    def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-        return {METRIC: float(spec.grade(results[0], spec.reference(doc)).correct)}
+    def process_results(doc: dict, results: list) -> dict[str, float]:
+        reference = spec.reference(doc)
+        scores = []
+        for sample, text in enumerate(responses(results[0])):
+            grade = spec.grade(text, reference)
+            grades[(int(doc["doc_id"]), sample)] = grade
+            scores.append(float(grade.correct))
+        return {METRIC: sum(scores) / len(scores)}
 
-    return {
+    generation: dict[str, Any] = {"until": [], "max_gen_toks": max_new_tokens, "do_sample": False}
+    if temperature > 0:
+        generation.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), seed=int(seed))
+    config: dict[str, Any] = {
         "task": spec.name,
         "custom_dataset": dataset,
         "test_split": "test",
@@ -49,10 +108,14 @@ def task_config(spec: TaskSpec, max_new_tokens: int, docs: list[dict] | None = N
         "doc_to_target": spec.reference,
         "process_results": process_results,
         "metric_list": [{"metric": METRIC, "aggregation": "mean", "higher_is_better": True}],
-        "generation_kwargs": {"until": [], "max_gen_toks": max_new_tokens, "do_sample": False},
+        "generation_kwargs": generation,
         "num_fewshot": 0,
         "metadata": {"version": spec.version},
     }
+    if samples > 1:
+        config["repeats"] = samples
+        config["filter_list"] = [{"name": "none", "filter": [{"function": "take_first_k", "k": samples}]}]
+    return config, grades
 
 
 # lm-eval aggregation of each metric a ChoiceTaskSpec may list (names from lm_eval.api.metrics).
@@ -109,13 +172,23 @@ def choice_task_config(spec: ChoiceTaskSpec, docs: list[dict] | None = None) -> 
     return config
 
 
-def build_task(spec: TaskSpec | ChoiceTaskSpec, max_new_tokens: int, docs: list[dict] | None = None):
+def build_task(spec: TaskSpec | ChoiceTaskSpec, max_new_tokens: int, docs: list[dict] | None = None, **sampling):
     """An ``lm_eval.api.task.ConfigurableTask`` ready for ``simple_evaluate(tasks=[...])``.
 
-    ``max_new_tokens`` applies to generation tasks only.
+    ``max_new_tokens`` and ``sampling`` (:func:`task_config`'s keywords) apply to generation
+    tasks only; :func:`build_generation_task` also returns the grades.
     """
     from lm_eval.api.task import ConfigurableTask
 
     if isinstance(spec, ChoiceTaskSpec):
         return ConfigurableTask(config=choice_task_config(spec, docs))
-    return ConfigurableTask(config=task_config(spec, max_new_tokens, docs))
+    return build_generation_task(spec, max_new_tokens, docs, **sampling)[0]
+
+
+def build_generation_task(spec: TaskSpec, max_new_tokens: int, docs: list[dict] | None = None, **sampling):
+    """``(task, grades)``: the ``ConfigurableTask`` of :func:`task_config` and the dict its
+    ``process_results`` fills with ``(doc_id, sample) → Grade`` while lm-eval evaluates it."""
+    from lm_eval.api.task import ConfigurableTask
+
+    config, grades = task_config(spec, max_new_tokens, docs, **sampling)
+    return ConfigurableTask(config=config), grades

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from harness.tasks.grading import Grade, GradeTimeout, call_with_time_limit, last_boxed
+from harness.tasks.registry import register_task
 from harness.tasks.spec import TaskSpec
 
 __all__ = ["DEFAULT_TIMEOUT_S", "TASK", "grade_math500", "shutdown_workers"]
@@ -393,7 +394,7 @@ def grade_math500(
         return Grade(False, pred, reference, f"grader error: {type(e).__name__}: {_short(str(e))}")
 
 
-TASK = TaskSpec(
+TASK = register_task(TaskSpec(
     name="math500",
     version="1.0",
     description="MATH-500 (500 competition problems from the MATH test set, PRM800K split), zero-shot "
@@ -408,4 +409,4 @@ TASK = TaskSpec(
     required_fields=("problem", "answer"),
     reference_fn=lambda doc: str(doc["answer"]),
     grade_fn=grade_math500,
-)
+))

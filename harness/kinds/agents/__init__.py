@@ -12,7 +12,7 @@ from harness.config.errors import SuiteError
 from harness.core.cell import KINDS, Cell, CellKind
 from harness.core import refs
 from harness.core.refs import model_ref_problem
-from harness.kinds.agents.runner import AgentRunner, resolve_task_ids
+from harness.kinds.agents.runner import AgentRunner, check_servable, resolve_task_ids
 from harness.kinds.agents.section import Agents
 from harness.kinds.checks import adapter_instance, check_models, check_unique, model_grid
 
@@ -64,7 +64,8 @@ class AgentKind(AgentRunner, CellKind):
                 f"user simulator {_endpoint(a.user)}; judge {judge}")
 
     def check(self, suite, section: Agents, source: str) -> None:
-        """Models, adapters and params, duplicate variants, the user simulator and judge, and
+        """Models, adapters and params (a variant needing a calibration task is refused:
+        :func:`.runner.check_servable`), duplicate variants, the user simulator and judge, and
         each domain's task selection (read from τ²'s files, τ² not imported; skipped where the
         data cannot be reached yet: the run checks it then)."""
         from harness.agents.tau2_run import Tau2Unavailable
@@ -76,6 +77,7 @@ class AgentKind(AgentRunner, CellKind):
             adapter = adapter_instance(variant.adapter, variant.params, source, f"{where}.variants[{i}]")
             try:
                 adapter.check(section.defaults.max_tokens)
+                check_servable(adapter)
             except ValueError as exc:
                 raise SuiteError(f"{source}: {where}.variants[{i}].params: {exc}") from None
             keys.append((variant.name, [variant.adapter, adapter.params.model_dump(mode="json"), variant.dtype]))
@@ -88,7 +90,11 @@ class AgentKind(AgentRunner, CellKind):
                 problem = model_ref_problem(llm.model)
                 if problem:
                     raise SuiteError(f"{source}: {where}.{role}.model: {problem}")
-                adapter_instance(llm.adapter, llm.params, source, f"{where}.{role}")
+                adapter = adapter_instance(llm.adapter, llm.params, source, f"{where}.{role}")
+                try:
+                    check_servable(adapter)
+                except ValueError as exc:
+                    raise SuiteError(f"{source}: {where}.{role}.params: {exc}") from None
             elif llm.api_base is not None and not llm.api_base.startswith(("http://", "https://")):
                 raise SuiteError(f"{source}: {where}.{role}.api_base: not an http(s) URL: {llm.api_base!r}")
         try:

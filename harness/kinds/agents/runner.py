@@ -33,9 +33,35 @@ JUDGE_NAME = "judge"
 LOCAL_KEY = "harness-local"
 
 
+def check_servable(adapter) -> None:
+    """Refuse an adapter whose variant must be prepared on a task before it wraps
+    (:meth:`harness.adapters.base.Adapter.needs_preparation`, e.g. think_budget modes medium
+    and low, whose budgets come from a calibration on a task's docs).
+
+    Agent cells refuse such variants rather than calibrate them: their workload is τ²
+    conversations, which hold no task docs to calibrate on, and calibrating on another task
+    (e.g. GSM8K) would tune the budget on a different workload, so the cell would measure a
+    technique set up elsewhere. Suite validation calls this for every ``agents:`` variant and
+    local user simulator / judge (a ``SuiteError`` naming the key, before anything loads).
+    Agent cells can use think_budget's explicit ``max_reasoning_tokens`` or modes high and
+    no_thinking, served with their system prompt and prefill as evaluated.
+
+    Raises:
+        ValueError: the adapter needs preparation (the message says why and what to use instead).
+    """
+    reason = adapter.needs_preparation()
+    if reason:
+        raise ValueError(
+            f"{reason}, and agent cells have no task to calibrate on (τ² conversations); use a variant "
+            "that needs no calibration (e.g. think_budget with max_reasoning_tokens, or mode high or no_thinking)"
+        )
+
+
 def serve_variant(variant):
     """A :class:`harness.serve.protocol.ChatBackend` for a wrapped variant: the variant itself
-    when it already is one (scripted test fixtures), else the shared decode loop's backend."""
+    when it already is one (scripted test fixtures), else the shared decode loop's backend,
+    which serves the variant as evaluated (decode policy and prompt transform: system prompt,
+    prefill; :meth:`harness.serve.backend.VariantBackend.from_variant`)."""
     if callable(getattr(variant, "complete", None)):
         return variant
     from harness.serve.backend import VariantBackend

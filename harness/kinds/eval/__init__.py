@@ -47,6 +47,11 @@ class EvalKind(CellKind):
             except KeyError as exc:
                 raise SuiteError(f"{source}: tasks[{i}]: {exc}") from None
         scored = [t for t in suite.tasks if get_task(t).output_type != "generate_until"]
+        if scored and suite.defaults.sampling:
+            raise SuiteError(
+                f"{source}: defaults: samples/temperature/top_p apply to generation tasks only; "
+                f"the log-likelihood task(s) {', '.join(scored)} cannot sample; put them in a greedy suite"
+            )
         for i, (variant, adapter) in enumerate(zip(suite.variants, adapters)):
             if scored and not adapter.supports_loglikelihood:
                 raise SuiteError(
@@ -56,11 +61,18 @@ class EvalKind(CellKind):
                 )
 
     def expand(self, suite, section, limit: int | None, model_ids: dict[str, str]) -> list[Cell]:
-        """Cells in run order: model, dtype (fp32 first), variant, task, repeat."""
+        """Cells in run order: model, dtype (fp32 first), variant, task, repeat. Their settings
+        hold ``samples``, ``temperature`` and ``top_p``; the identity's generation settings are
+        ``{max_new_tokens, do_sample: False}`` for greedy cells and gain ``do_sample: True`` and
+        the three sampling keys for sampling cells."""
         from harness.adapters import ADAPTERS
         from harness.tasks import get_task
 
         d = suite.defaults
+        sampling = {"samples": d.samples, "temperature": d.temperature, "top_p": d.top_p}
+        generation = {"max_new_tokens": d.max_new_tokens, "do_sample": False}
+        if d.sampling:  # the sampling keys enter the identity only when sampling is on
+            generation = {"max_new_tokens": d.max_new_tokens, "do_sample": True, **sampling}
         variants = sorted(suite.variants, key=lambda v: v.dtype != "fp32")
         cells = []
         for ref, variant, params in model_grid(suite.models, variants, model_ids,
@@ -73,11 +85,8 @@ class EvalKind(CellKind):
                         task=task, task_version=get_task(task).version,
                         limit=limit if limit is not None else d.limit, batch_size=batch_size,
                         max_new_tokens=d.max_new_tokens, seed=d.seed, repeat=repeat, device=d.device,
-                        warmup=d.warmup, kind="eval",
-                        identity_extra={
-                            "generation": {"max_new_tokens": d.max_new_tokens, "do_sample": False},
-                            "batch_size": batch_size,
-                        },
+                        warmup=d.warmup, kind="eval", settings=sampling,
+                        identity_extra={"generation": generation, "batch_size": batch_size},
                     ))
         return cells
 

@@ -2,7 +2,7 @@
 
 One sample row per document, joined from lm-eval's per-sample record (its choices'
 ``(logprob, is_greedy)``) and the variant's per-request statistics (one request per choice,
-keyed ``(task, doc_id, choice index)``):
+keyed ``(task, doc_id, choice index, sample=0)``):
 
 * ``correct``: 1.0 / 0.0 = predicted label == gold label (classification; checked against
   lm-eval's own ``acc``); null for regression (STS-B), whose quality is a per-cell correlation;
@@ -40,7 +40,7 @@ def choice_sample_rows(cell, spec: ChoiceTaskSpec, records: list[dict], stats: d
         cell: the :class:`harness.core.cell.Cell`.
         spec: the task.
         records: lm-eval's ``output["samples"][task]``.
-        stats: the variant's ``(task, doc_id, idx) → RequestStats``.
+        stats: the variant's ``(task, doc_id, idx, sample) → RequestStats`` (one sample per choice request).
 
     Raises:
         RuntimeError: a request has no stats, or lm-eval's ``acc`` disagrees with the
@@ -52,7 +52,7 @@ def choice_sample_rows(cell, spec: ChoiceTaskSpec, records: list[dict], stats: d
         logprobs = [float(ll) for ll, _ in record["filtered_resps"]]
         requests = []
         for k in range(len(spec.choices)):
-            s = stats.get((cell.task, record["doc_id"], k))
+            s = stats.get((cell.task, record["doc_id"], k, 0))
             if s is None:
                 raise RuntimeError(f"{cell.task} doc {doc_id} choice {k}: the variant recorded no stats")
             requests.append(s)

@@ -23,44 +23,55 @@ def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> fl
     return variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
 
 
-def generation_sample_rows(cell: Cell, spec, records: list[dict], variant_stats: dict) -> list[dict[str, Any]]:
-    """Sample rows (schema column names, sorted by ``doc_id``) of a generation cell: lm-eval's
-    per-sample records joined with the variant's ``(task, doc_id, 0) → RequestStats`` and graded
-    by the harness grader, which must agree with lm-eval's score (``RuntimeError`` otherwise)."""
-    from harness.tasks.lm_eval_bridge import METRIC
+def generation_sample_rows(
+    cell: Cell, spec, records: list[dict], variant_stats: dict, grades: dict
+) -> list[dict[str, Any]]:
+    """Sample rows (schema column names) of a generation cell, one per ``(doc_id, sample)``,
+    sorted by ``(doc_id, sample)``: lm-eval's per-sample records (one per doc; its
+    ``filtered_resps`` holds the doc's response, or all ``n`` of them when the cell samples
+    several) joined with the variant's ``(task, doc_id, 0, sample) → RequestStats`` and the
+    grades ``process_results`` recorded, ``(doc_id, sample) → Grade``
+    (:func:`harness.tasks.lm_eval_bridge.task_config`): nothing is graded here.
+
+    Raises:
+        RuntimeError: a sample without the variant's stats or without a recorded grade.
+    """
+    from harness.tasks.lm_eval_bridge import responses
 
     samples = []
     for record in records:
-        stats = variant_stats.get((cell.task, record["doc_id"], 0))
-        if stats is None:
-            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: the variant recorded no stats")
-        text = record["filtered_resps"][0]
+        doc_id = int(record["doc_id"])
         reference = spec.reference(record["doc"])
-        grade = spec.grade(text, reference)
-        if float(grade.correct) != float(record[METRIC]):
-            raise RuntimeError(f"{cell.task} doc {record['doc_id']}: lm-eval's score and the grader disagree")
-        samples.append(
-            sample_row(
-                cell,
-                record["doc_id"],
-                stats.prompt_text,
-                output_text=text,
-                extracted_answer=grade.extracted,
-                reference=reference,
-                correct=float(grade.correct),
-                grade_reason=grade.reason,
-                input_tokens=stats.input_tokens,
-                output_tokens=stats.output_tokens,
-                finish_reason=stats.finish_reason,
-                latency_s=stats.latency_s,
-                ttft_s=stats.ttft_s,
-                tpot_s=stats.tpot_s,
-                itl_s=stats.itl_s,
-                batch_size=stats.batch_size,
-                counters_json=json.dumps(stats.counters, sort_keys=True),
+        for sample, text in enumerate(responses(record["filtered_resps"][0])):
+            stats = variant_stats.get((cell.task, record["doc_id"], 0, sample))
+            if stats is None:
+                raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: the variant recorded no stats")
+            grade = grades.get((int(record["doc"]["doc_id"]), sample))
+            if grade is None:
+                raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: no grade was recorded")
+            samples.append(
+                sample_row(
+                    cell,
+                    doc_id,
+                    stats.prompt_text,
+                    sample=sample,
+                    output_text=text,
+                    extracted_answer=grade.extracted,
+                    reference=reference,
+                    correct=float(grade.correct),
+                    grade_reason=grade.reason,
+                    input_tokens=stats.input_tokens,
+                    output_tokens=stats.output_tokens,
+                    finish_reason=stats.finish_reason,
+                    latency_s=stats.latency_s,
+                    ttft_s=stats.ttft_s,
+                    tpot_s=stats.tpot_s,
+                    itl_s=stats.itl_s,
+                    batch_size=stats.batch_size,
+                    counters_json=json.dumps(stats.counters, sort_keys=True),
+                )
             )
-        )
-    samples.sort(key=lambda s: s["doc_id"])
+    samples.sort(key=lambda s: (s["doc_id"], s["sample"]))
     return samples
 
 
@@ -78,7 +89,7 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
     from harness.adapters import ADAPTERS
     from harness.adapters.base import CellContext
     from harness.tasks import get_task
-    from harness.tasks.lm_eval_bridge import build_task
+    from harness.tasks.lm_eval_bridge import build_generation_task, build_task
 
     spec = get_task(cell.task)
     docs = spec.load_docs()
@@ -88,9 +99,13 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
     kept = dict(files or {})
     prepared = adapter.prepare(base, spec, docs, CellContext(cell.limit, cell.batch_size, cell.max_new_tokens, kept))
     variant = adapter.wrap(base, batch_size=cell.batch_size, max_new_tokens=cell.max_new_tokens)
+    sampling = cell.settings or {"samples": 1, "temperature": 0.0, "top_p": 1.0}
     if on_progress:
-        variant.on_progress = lambda done: on_progress(done, n_docs)
-    task = build_task(spec, cell.max_new_tokens, docs)
+        variant.on_progress = lambda done: on_progress(done, n_docs * sampling["samples"])
+    if spec.output_type == "generate_until":  # process_results grades each sample once, into grades
+        task, grades = build_generation_task(spec, cell.max_new_tokens, docs, seed=cell.seed, **sampling)
+    else:
+        task, grades = build_task(spec, cell.max_new_tokens, docs), None
     # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
     warmup = cell.warmup if spec.output_type == "generate_until" else 0
     warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else None
@@ -117,7 +132,7 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
         samples = choice_sample_rows(cell, spec, records, variant.stats)
         task_metrics = choice_metric_columns(spec, output["results"][cell.task])
     else:
-        samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats), {}
+        samples, task_metrics = generation_sample_rows(cell, spec, records, variant.stats, grades), {}
     metrics = cell_metrics(samples, variant.generation_time_s)
     if len(variant.window_results) != 1:
         raise RuntimeError(f"expected one generation window, got {len(variant.window_results)}")
@@ -131,6 +146,9 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
         "latency_attributed": spec.output_type == "multiple_choice",
         "param_bytes": variant.param_bytes,
         **energy_ratios(energy, metrics["n"], metrics["n_correct"], metrics["output_tokens_total"]),
+        "temperature": sampling["temperature"],
+        "top_p": sampling["top_p"],
+        "samples_per_doc": sampling["samples"],
         "warmup_requests": warmup,
         "warmup_time_s": warmup_time_s,
         **prepared,

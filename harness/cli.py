@@ -64,10 +64,16 @@ def run(
     telemetry_series: bool = typer.Option(
         False, "--telemetry-series", help="also write each cell's power/memory time series to <run>/telemetry/"
     ),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: the suite's executor, else local)"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="ray: auto | ray://host:10001 (default: start a local Ray instance)"
+    ),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="ray: retries of a lost worker's cells"),
 ) -> None:
     """Run (or resume) a suite and print the summary table."""
-    from harness.runner import run_suite
     from harness.config.suite import SuiteError, resolve_path
+    from harness.executors.base import ExecutorUnavailable
+    from harness.runner import run_suite
     from harness.tasks import DataError
 
     try:
@@ -86,8 +92,10 @@ def run(
             device=device,
             console=console,
             telemetry_series=telemetry_series,
+            executor=executor,
+            executor_options={"address": ray_address, "max_retries": max_retries},
         )
-    except (SuiteError, DataError) as exc:
+    except (SuiteError, DataError, ExecutorUnavailable) as exc:
         _fail(str(exc))
     if report.failed:
         err.print(f"[yellow]{report.failed} cell(s) failed; their errors are in the cell files[/]")

@@ -87,3 +87,38 @@ class Variant(Strict):
         return value
 
 
+
+
+class ExecutorSettings(Strict):
+    """Where a suite's cells run (``executor:`` in a suite; ``harness run --executor`` wins).
+
+    Not part of the run's identity: switching executors resumes the same run.
+
+    Attributes:
+        name: a registered executor (``local``: in-process; ``ray``: a Ray cluster).
+        address: Ray only: ``auto`` (the cluster this machine belongs to), ``ray://host:10001``
+            (Ray Client), or ``None`` (start a local Ray instance for the run, shut down after).
+        max_retries: Ray only: how often a group whose worker died is retried (its unfinished
+            cells) before those cells are written as errors.
+        chunk_size: Ray only: cells per Ray task; ``None`` splits each group over the cluster's
+            free worker slots. A cell's repeats always stay in one task (one GPU).
+    """
+
+    name: str = "local"
+    address: str | None = None
+    max_retries: int = Field(1, ge=0)
+    chunk_size: int | None = Field(None, ge=1)
+
+
+class Resources(Strict):
+    """What one worker asks for (``resources:`` in a suite; used by executors that place work,
+    e.g. Ray). GPU groups ask for ``num_gpus``, CPU groups only for ``num_cpus``.
+
+    Attributes:
+        num_cpus: CPU cores per worker (also its torch threads).
+        num_gpus: whole GPUs per worker of a GPU run (fractional GPUs are refused: two workers
+            on one GPU would measure each other).
+    """
+
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: int = Field(1, ge=0)

@@ -151,18 +151,25 @@ def collect_provenance(device: str, cwd: Path | str | None = None) -> dict[str, 
     return prov
 
 
-def hardware_id(prov: dict[str, Any]) -> str:
-    """Short stable hash of the machine: CPU, cores, RAM, GPUs and the host.
+TEST_NODE_ENV = "HARNESS_TEST_NODE_ID"
+"""Tests only: a fake node name that enters the hardware id (two workers on one machine posing
+as two kinds of machine)."""
 
-    CPU model + cores + RAM is the same for every instance of a cloud machine
-    type, so the host's machine-id hash (else its hostname hash) is included.
+
+def hardware_id(prov: dict[str, Any]) -> str:
+    """Short stable hash of the machine's *hardware class*: CPU model and cores, RAM, the GPU
+    models and the GPU driver — not the host or a device's UUID, so eight identical GPUs (or
+    eight nodes of one cloud type) are one Pareto slice, and cells of a cluster run compare.
     """
     ident = {
         "cpu_model": prov.get("cpu_model"),
         "cpu_logical_cores": prov.get("cpu_logical_cores"),
         "cpu_physical_cores": prov.get("cpu_physical_cores"),
         "ram_bytes": prov.get("ram_bytes"),
-        "gpus": sorted((g.get("name"), g.get("uuid")) for g in prov.get("gpus") or []),
-        "host": prov.get("machine_id_hash") or prov.get("hostname_hash"),
+        "gpus": sorted(g.get("name") or "" for g in prov.get("gpus") or []),
+        "gpu_driver": prov.get("gpu_driver"),
     }
+    node = os.environ.get(TEST_NODE_ENV)
+    if node:
+        ident["test_node"] = node
     return short_hash(json.dumps(ident, sort_keys=True, default=str))

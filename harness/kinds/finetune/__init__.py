@@ -24,6 +24,19 @@ class FinetuneKind(FinetuneRunner, CellKind):
         return (f"finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
                 f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)")
 
+    def data_files(self, cells: list[Cell]) -> list[str]:
+        """The train split of every trained task and the validation split of each cell's task."""
+        from harness.finetune.data import get_finetune_task
+
+        out = set()
+        for cell in cells:
+            task = get_finetune_task(cell.task)
+            out.add(f"glue/{task.name}/{task.validation_file}")
+            for name in self._adapter(cell).tasks(cell.task):
+                trained = get_finetune_task(name)
+                out.add(f"glue/{trained.name}/{trained.train_file}")
+        return sorted(out)
+
     def check(self, suite, section: Finetune, source: str) -> None:
         """Encoder references, task names, adapters and params, each adapter against each
         task, duplicate variants (nothing loads)."""

@@ -10,6 +10,7 @@ import json
 import traceback
 from typing import Any
 
+from harness.core import sanity
 from harness.core.cell import KINDS, Cell
 from harness.executors.base import (
     CellDone,
@@ -50,7 +51,9 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
             otherwise); ``where``: this machine, when the caller already measured it.
 
     A base that cannot load fails the group's cells (``status=error``), not the run; a cell
-    that raises is an error record and the next cell runs.
+    that raises is an error record and the next cell runs. So is a cell whose figures are
+    impossible (:mod:`harness.core.sanity`: e.g. a negative latency, a throughput above
+    1e7 tok/s): it is written with ``status=error`` and the reason, never as figures.
     """
     from harness import models
 
@@ -90,6 +93,7 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
                 mine = {name: files[name] for name in kind.reused_files(cell) if name in files}
                 outcome = kind.run(cell, base, telemetry, on_progress, mine)
                 files.update(outcome.files)
+                sanity.check(outcome.cell_row, outcome.sample_rows)
                 row = {
                     **identity_row(cell, options, where),
                     **outcome.cell_row,

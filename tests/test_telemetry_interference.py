@@ -12,6 +12,7 @@ import pytest
 
 from harness.telemetry import Telemetry
 from harness.telemetry.clock import FakeClock
+from harness.telemetry.result import combine_checks
 from harness.telemetry.interference import (
     OTHER_CPU_SHARE_LIMIT,
     CpuProbe,
@@ -166,3 +167,15 @@ def test_flag_rule():
     assert interference_flag(OTHER_CPU_SHARE_LIMIT, 0, 0.0) is False
     assert interference_flag(None, 1, 0.06) is True and interference_flag(None, 1, 0.05) is False
     assert interference_flag(None, 0, None) is False and interference_flag(None, None, None) is False
+
+
+def test_a_cell_of_several_windows_keeps_every_windows_flags():
+    """A training cell measures a train and an eval window: either window's flag flags the cell."""
+    train = {"flag_interference": True, "flag_energy_disagree": False, "flag_memory_order": False,
+             "other_cpu_share": 0.4, "other_gpu_processes": None, "other_gpu_memory_bytes": None,
+             "other_gpu_util_max": None}
+    evaluate = {"flag_interference": False, "flag_energy_disagree": True, "flag_memory_order": False,
+                "other_cpu_share": 0.02, "other_gpu_processes": 1, "other_gpu_memory_bytes": 5, "other_gpu_util_max": 0.0}
+    assert combine_checks(train, evaluate) == {
+        "flag_energy_disagree": True, "flag_memory_order": False, "flag_interference": True,
+        "other_cpu_share": 0.4, "other_gpu_processes": 1, "other_gpu_memory_bytes": 5, "other_gpu_util_max": 0.0}

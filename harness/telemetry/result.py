@@ -112,6 +112,21 @@ class WindowResult:
         return {k: getattr(self, k) for k in TELEMETRY_COLUMNS}
 
 
+CHECK_FLAGS = ("flag_energy_disagree", "flag_memory_order", "flag_interference")
+OTHER_LOAD = ("other_cpu_share", "other_gpu_processes", "other_gpu_memory_bytes", "other_gpu_util_max")
+
+
+def combine_checks(*windows: dict[str, Any]) -> dict[str, Any]:
+    """The flags and other-load figures of one cell measured in several windows (``as_columns()``
+    dicts, e.g. a training cell's train and eval windows): a flag is set if any window set it;
+    each ``other_*`` figure is the largest known (``None`` if no window knew it)."""
+    out: dict[str, Any] = {k: any(bool(w.get(k)) for w in windows) for k in CHECK_FLAGS}
+    for k in OTHER_LOAD:
+        known = [w[k] for w in windows if w.get(k) is not None]
+        out[k] = max(known) if known else None
+    return out
+
+
 class WindowHandle:
     """What ``with telemetry.window(key) as w`` yields; ``w.result`` is set on exit."""
 

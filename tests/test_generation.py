@@ -87,18 +87,25 @@ def test_eos_first_rows_in_a_batch_keep_their_own_time(tiny):
     assert out[1].ttft_s + sum(out[1].itl_s) == pytest.approx(out[1].latency_s)
 
 
-def test_eos_first_request_stays_in_the_latency_percentiles():
-    """Five scripted requests, the fastest of which emitted EOS first: with its step time
-    recorded, p50 is the median of all five; dropping it (null) moved p50 up."""
+def test_eos_first_request_stays_in_the_latency_percentiles(tiny):
+    """Four requests decoded one by one on a scripted clock (1 s per call); two emit EOS at their
+    first step (1 s), two decode 4 tokens (4 s). The EOS-first requests count in the cell's
+    percentiles: p50 = 2.5 s over all four (dropping them, as a null did, pushed it to 4 s)."""
     from harness.core.rows import cell_metrics
 
-    latencies = [0.05, 1.0, 2.0, 3.0, 4.0]  # request 0: EOS at its first step
-    rows = [{"correct": 1.0, "output_tokens": 0 if i == 0 else 10, "finish_reason": "stop",
-             "latency_s": lat, "ttft_s": lat if i == 0 else 0.05, "tpot_s": None, "itl_s": []}
-            for i, lat in enumerate(latencies)]
-    assert cell_metrics(rows, 10.0)["latency_p50_s"] == 2.0
-    rows[0]["latency_s"] = rows[0]["ttft_s"] = None  # what the loop used to record
-    assert cell_metrics(rows, 10.0)["latency_p50_s"] == 2.5
+    model, tok = tiny
+    prompts = _ids(tok, ["xyz", "xyz", "The cat sat on", "Numbers: 1, 2, 3,"])
+    eos = generate(model, tok, prompts[:1], GenerationSettings(max_new_tokens=1, eos_token_ids=[]))[0].token_ids[0]
+    rows = []
+    for prompt in prompts:
+        ticks = itertools.count()
+        r = generate(model, tok, [prompt], GenerationSettings(max_new_tokens=4, eos_token_ids=[eos]),
+                     clock=lambda: float(next(ticks)))[0]
+        rows.append({"correct": 1.0, "output_tokens": r.output_tokens, "finish_reason": r.finish_reason,
+                     "latency_s": r.latency_s, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "itl_s": r.itl_s})
+    assert [r["output_tokens"] for r in rows] == [0, 0, 4, 4]
+    m = cell_metrics(rows, 10.0)
+    assert m["latency_p50_s"] == pytest.approx(2.5) and m["ttft_p50_s"] == 1.0
 
 
 def test_itl_percentiles_pool_every_samples_gaps():

@@ -35,7 +35,10 @@ the target's correction/bonus token, which starts the next round. Positions and 
 mask the loop passes advance one per token, in step with the cache. Token timestamps come from
 the loop: the ``a + 1`` tokens of a round are stamped when the loop emits them, microseconds
 after the verification pass that produced them. The drafter's prefill of the prompt runs in the
-target's prefill step (it counts in TTFT). Drafts are capped so that a round never produces more
+target's prefill step (it counts in TTFT). The policy marks the stored logits ``"reused"``, so
+the loop counts the round's ``a + 1`` tokens as one emission: each gets the round's gap /
+``(a + 1)`` as its inter-token latency (the vLLM / SGLang convention for chunked output), and
+``ttft_s + Σ itl_s == latency_s`` still holds. Drafts are capped so that a round never produces more
 tokens than the row's remaining budget.
 
 Counters per request: ``draft_tokens_proposed``, ``draft_tokens_accepted`` (accepted by
@@ -209,8 +212,9 @@ class SpeculativePolicy(DecodePolicy):
             expected, logits = self.verified.pop(0)
             if expected != token:  # the loop's argmax of the target's own logits must be the draft
                 raise RuntimeError(f"speculative: loop fed token {token}, verification accepted {expected}")
-            # already verified and in the target's cache: no target pass
-            return {"logits": logits, "cache": inputs.get("cache", inputs.get("past_key_values"))}
+            # already verified and in the target's cache: no target pass; the token chosen from
+            # these logits arrived with the verification pass (same emission: per-token ITL)
+            return {"logits": logits, "cache": inputs.get("cache", inputs.get("past_key_values")), "reused": True}
         return self._verify(model, token, inputs)
 
     def _verify(self, model, token: int, inputs):

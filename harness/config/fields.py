@@ -28,8 +28,9 @@ class Defaults(Strict):
         seed: random seed (lm-eval's seeds; when sampling, each sample's generator seed is
             derived from it, the doc id and the sample index: :func:`harness.variant.sample_seed`).
         repeats: how many times each cell is run (timing spread; CV reported in the summary).
-        warmup: requests decoded before each cell's measured window (0 = none): excluded from
-            every figure, their wall time reported as ``warmup_time_s`` (the cold start).
+        warmup: requests decoded before each cell's measured window (0 = none), rounded up to
+            whole batches at the cell's batch size: excluded from every figure, their wall time
+            reported as ``warmup_time_s`` (the cold start).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         samples: responses generated per doc (lm-eval ``repeats``); one sample row each, and
             the cell's accuracy is the mean over all of them. More than 1 needs ``temperature > 0``.

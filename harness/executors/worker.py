@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.core import sanity
 from harness.core.cell import Cell
 from harness.executors.base import (
     CellDone,
@@ -58,7 +59,9 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
             otherwise); ``where``: this machine, when the caller already measured it.
 
     A base that cannot load fails the group's cells (``status=error``), not the run; a cell
-    that raises is an error record and the next cell runs.
+    that raises is an error record and the next cell runs. So is a cell whose figures are
+    impossible (:mod:`harness.core.sanity`: e.g. a negative latency, a throughput above
+    1e7 tok/s): it is written with ``status=error`` and the reason, never as figures.
     """
     where = where or machine(options.device)
     emit(where)
@@ -128,6 +131,7 @@ def _run_cells(group: CellGroup, options: RunOptions, emit: Sink, telemetry, whe
                 mine = {name: files[name] for name in kind.reused_files(cell) if name in files}
                 outcome = kind.run(cell, base, telemetry, on_progress, mine)
                 files.update(outcome.files)
+                sanity.check(outcome.cell_row, outcome.sample_rows)
                 shared = options.shared_cpu_package and outcome.cell_row.get("energy_source") in CPU_PACKAGE_SOURCES
                 row = {
                     **identity_row(cell, options, where),

@@ -68,6 +68,7 @@ class FinetuneRunner:
         from harness.finetune.train import TrainData, TrainSettings, evaluate
         from harness.models import param_bytes
         from harness.core.stats import accuracy_with_ci
+        from harness.telemetry.result import combine_checks
 
         adapter = self._adapter(cell)
         settings = TrainSettings(**cell.settings)
@@ -103,6 +104,7 @@ class FinetuneRunner:
         energy = eval_cols.get("energy_j")
         row: dict[str, Any] = {
             **eval_cols,
+            **combine_checks(train_cols, eval_cols),  # a flag of either window flags the cell
             "peak_rss_bytes": max(peaks) if peaks else None,
             "n": len(val),
             "n_correct": sum(correct),

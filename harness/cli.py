@@ -291,6 +291,7 @@ def serve(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="completion cap when a request sets none (default: the suite's max_new_tokens; agents.defaults.max_tokens for an agents variant)"),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="prompt budget; older turns are dropped beyond it"),
     telemetry: bool = typer.Option(True, "--telemetry/--no-telemetry", help="an energy window per request"),
+    log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error: info prints one line per request (status, tokens, latency)"),
     calibration_task: Optional[str] = typer.Option(
         None, "--calibration-task",
         help="generation task whose docs the variants are prepared on before serving (needed by variants "
@@ -306,7 +307,7 @@ def serve(
     import uvicorn
 
     from harness.models import ModelError
-    from harness.serve.app import create_app
+    from harness.serve.app import configure_logging, create_app
     from harness.serve.backend import check_servable, suite_backends
     from harness.serve.protocol import RequestLog
     from harness.runner import check_device
@@ -314,6 +315,10 @@ def serve(
     from harness.tasks import DataError
 
     _check_device_flag(device)
+    try:
+        configure_logging(log_level)
+    except ValueError as exc:
+        _fail(f"--log-level: {exc}")
     if max_tokens is not None and max_tokens < 1:
         _fail(f"--max-tokens must be a positive integer, got {max_tokens}")
     if max_prompt_tokens is not None and max_prompt_tokens < 1:
@@ -348,7 +353,8 @@ def serve(
     application = create_app(backends, log=RequestLog(log), api_key=api_key, telemetry=tel)
     err.print(f"serving {', '.join(backends)} at http://{host}:{port}/v1" + (" (bearer key required)" if api_key else ""))
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        uvicorn.run(application, host=host, port=port, log_level="debug" if log_level == "debug" else "warning",
+                    access_log=False)
     finally:
         if tel is not None:
             tel.close()

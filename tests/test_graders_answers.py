@@ -371,10 +371,20 @@ class TestTruncated:
         g = grade_gsm8k(output, reference, truncated=True)
         assert g.correct, g
 
-    @pytest.mark.parametrize("output", ["#### 4", "The final answer is 4", "**Final answer:** 4"])
-    def test_an_answer_cut_by_the_cap_is_not_credited(self, output):
-        assert grade_gsm8k(output, "4").correct
-        g = grade_gsm8k(output, "4", truncated=True)
+    @pytest.mark.parametrize(
+        "output,reference",
+        [
+            ("#### 4", "4"),
+            ("The final answer is 4", "4"),
+            ("**Final answer:** 4", "4"),
+            # think_budget's forced cue "Final answer: \boxed{" cut by the cap (the smoke baseline's outputs)
+            ("To solve this problem, we need to\n\nFinal answer: \\boxed{200", "200"),
+            ("To solve this math problem step by step\n\nFinal answer: \\boxed{16 *", "16"),
+        ],
+    )
+    def test_an_answer_cut_by_the_cap_is_not_credited(self, output, reference):
+        assert grade_gsm8k(output, reference).correct  # untruncated, the stated answer counts
+        g = grade_gsm8k(output, reference, truncated=True)
         assert not g.correct and "inside its final answer" in g.reason, g
 
     @pytest.mark.parametrize(
@@ -384,6 +394,8 @@ class TestTruncated:
             (r"so we get $\boxed{45}$ and then", "45", True),
             (r"The final answer is $\frac{3}{4", r"\frac{3}{4}", False),  # cut inside the math group
             (r"The final answer is $\frac{3}{4}$", r"\frac{3}{4}", True),
+            (r"Final answer: \boxed{\frac{1}{2}", r"\frac{1}{2}", False),  # the forced box left open
+            ("Final answer: (2,4)", "(2,4)", True),
         ],
     )
     def test_math_truncated(self, output, reference, correct):

@@ -47,6 +47,7 @@ _PHRASE_RE = re.compile(
 _HASH_RE = re.compile(r"####[ \t]*(?=[-+$\\\d.])")  # "#### 18", "#### $1,000"; not a "#### Step 1" heading
 _INVENTED_TURN_RE = re.compile(r"\n[ \t]*(?:#+[ \t]*)?[*_]*(?:Question|Q)[*_]*[ \t]*:", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_UNCLOSED_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _MATH_OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 
 
@@ -57,14 +58,16 @@ class FinalAnswer:
     ``text``: the answer as written (box content, or what follows the phrase / ``####``),
     stripped; ``start``: offset of its marker in the output; ``how``: ``"boxed"``,
     ``"answer phrase"`` or ``"####"``; ``complete``: False when the answer runs to the very end of
-    the output and ends in a letter or digit (``#### 4`` at the end may be a ``#### 45`` cut at the
-    token cap); a closed box or ``$...$`` group, or anything after the answer, makes it complete.
+    the output unfinished (``#### 4`` at the end may be a ``#### 45`` cut at the token cap; ``\\boxed{200``
+    leaves its brace open); a closed box or ``$...$`` group, a closing character (``.``, ``)``,
+    ``}``, a space...) or anything after the answer makes it complete.
     """
 
     text: str
     start: int
     how: str
     complete: bool = True
+    closed: bool = True  # False: the answer leaves a brace open (``Final answer: \\boxed{16 *`` at the cap)
 
 
 def cut_invented_turn(text: str) -> str:
@@ -90,14 +93,22 @@ def _find_closing(text: str, start: int, closer: str) -> int:
     return -1
 
 
-def _ends_output(text: str, end: int) -> bool:
-    """The answer segment ``text[..end]`` reaches the end of the output mid-token (letter or digit)."""
-    return end >= len(text) and bool(text) and text[-1].isalnum()
+_DONE_CHARS = frozenset(".,;:!?)]}$*\"' \t\n")  # an answer segment ending on one of these was finished
 
 
-def _after_marker(text: str, pos: int) -> tuple[str, bool, bool]:
-    """(answer, complete, in a math group) written right after a marker ending at ``pos``
-    (see the module docstring)."""
+def _ends_output(text: str, start: int, end: int) -> bool:
+    """The answer segment ``text[start:end]`` runs into the end of the output unfinished: it
+    reaches the end and its last character is not a closing one (a digit or letter, ``{``, an
+    operator), or it leaves a ``{`` open (``\\boxed{200`` cut by the token cap)."""
+    if end < len(text):
+        return False
+    segment = text[start:end]
+    return not segment or segment[-1] not in _DONE_CHARS or segment.count("{") > segment.count("}")
+
+
+def _after_marker(text: str, pos: int) -> tuple[str, bool, bool, bool]:
+    """(answer, complete, closed, in a math group) written right after a marker ending at ``pos``
+    (see the module docstring and :class:`FinalAnswer`)."""
     rest = text[pos:]
     stripped = rest.lstrip(" \t")
     offset = pos + len(rest) - len(stripped)
@@ -105,14 +116,18 @@ def _after_marker(text: str, pos: int) -> tuple[str, bool, bool]:
         if stripped.startswith(opener):
             close = _find_closing(text, offset + len(opener), closer)
             if close != -1 and "\n\n" not in text[offset:close]:
-                return text[offset + len(opener) : close].strip(), True, True
+                return text[offset + len(opener) : close].strip(), True, True, True
             break  # unclosed (e.g. cut at the token cap): read the line as plain text
     line = stripped.split("\n", 1)[0]
     m = _SENTENCE_END_RE.search(line)
     if m:
         line = line[: m.start()]
     answer = line.strip().strip("*_").strip().rstrip(".").strip().strip("$").strip()
-    return answer, not _ends_output(text, offset + len(line)), False
+    unclosed = _UNCLOSED_BOX_RE.match(answer)  # "Final answer: \boxed{200" (a closed box is the box tier)
+    if unclosed:
+        answer = answer[unclosed.end():].strip()
+    closed = line.count("{") <= line.count("}")
+    return answer, not _ends_output(text, offset, offset + len(line)), closed, False
 
 
 def final_answer(text: str, hash_marker: bool = True) -> FinalAnswer | None:
@@ -130,19 +145,19 @@ def final_answer(text: str, hash_marker: bool = True) -> FinalAnswer | None:
         # the marker is the box command before the content ("\boxed{" or "\boxed ")
         start = text.rfind("\\", 0, span[0])
         return FinalAnswer(text[span[0] : span[1]].strip(), max(start, 0), "boxed",
-                           not _ends_output(text, span[1]))  # `\boxed 7` form at the very end
+                           not _ends_output(text, span[0], span[1]))  # `\boxed 7` form at the very end
     strong: list[FinalAnswer] = []
     weak: list[FinalAnswer] = []
     markers = [(m, "answer phrase", m.group("weak") is None) for m in _PHRASE_RE.finditer(text)]
     if hash_marker:
         markers += [(m, "####", True) for m in _HASH_RE.finditer(text)]
     for m, how, is_strong in markers:
-        answer, complete, in_math = _after_marker(text, m.end())
+        answer, complete, closed, in_math = _after_marker(text, m.end())
         if not answer:
             continue
         if is_strong:
-            strong.append(FinalAnswer(answer, m.start(), how, complete))
+            strong.append(FinalAnswer(answer, m.start(), how, complete, closed))
         elif in_math or any(ch.isdigit() for ch in answer):
-            weak.append(FinalAnswer(answer, m.start(), how, complete))
+            weak.append(FinalAnswer(answer, m.start(), how, complete, closed))
     found = strong or weak
     return max(found, key=lambda a: a.start) if found else None

@@ -10,8 +10,9 @@ Extraction (:func:`extract_answer`):
    last ``=``, else the first number);
 3. else the last number in the text, except in an output cut at the token cap
    (``truncated``, ``finish_reason == "length"``): there a last number is where the model stopped,
-   not an answer, and it gets no credit; neither does a final answer whose number ends the
-   output (``#### 4`` ending a truncated output may be ``#### 45`` cut by the cap).
+   not an answer, and it gets no credit; neither does a final answer the cap cut through: its
+   number ends the output (``#### 4`` may be ``#### 45`` cut short) or it leaves a brace open
+   (``Final answer: \\boxed{16 *``).
 
 LaTeX thousands separators (``12{,}400``, ``12\\,400``, ``10,\\!080``) are read as commas anywhere in
 the output. Both sides are compared as exact rationals after normalization, so "18", "18.0",
@@ -211,7 +212,7 @@ def extract_answer(output_text: str, truncated: bool = False) -> tuple[Fraction 
         if value is None:
             where = "\\boxed{}" if marked.how == "boxed" else f"the final answer ({marked.how})"
             return None, marked.text[:_MAX_NUMBER_CHARS], f"no number in {where}"
-        if truncated and not marked.complete and _cut_through(text, value):
+        if truncated and (not marked.closed or (not marked.complete and _cut_through(text, value))):
             return None, format_number(value), f"truncated at the token cap inside its final answer ({marked.how}; not credited)"
         return value, format_number(value), marked.how
     raw = last_number(text)

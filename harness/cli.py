@@ -149,25 +149,30 @@ def list_adapters() -> None:
 
 @app.command()
 def grade(
-    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500)"),
+    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500, math)"),
     prediction: Optional[str] = typer.Option(None, "--prediction", "-p", help="model output text"),
     reference: Optional[str] = typer.Option(None, "--reference", "-r", help="gold answer"),
+    truncated: bool = typer.Option(False, "--truncated", help="the output stopped at the token cap (finish_reason=length)"),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="re-grade every sample of this run directory"),
 ) -> None:
-    """Grade one prediction, or re-grade a run's samples and report disagreements."""
-    from harness.tasks import UnknownNameError, get_task
+    """Grade one prediction (prints the extracted answer and the reason), or re-grade a run's
+    samples and report disagreements."""
+    from harness.tasks import UnknownNameError
+    from harness.tasks import grade as grade_one
 
     if run_dir is not None:
         _regrade_run(run_dir)
         return
     if task is None or prediction is None or reference is None:
-        _fail("give TASK --prediction TEXT --reference TEXT, or --run RUN_DIR")
+        _fail("give TASK --prediction TEXT --reference TEXT [--truncated], or --run RUN_DIR")
     try:
-        result = get_task(task).grade(prediction, reference)
+        result = grade_one(task, prediction, reference, truncated=truncated)
     except UnknownNameError as exc:
         _fail(str(exc))
-    console.print(f"extracted: {result.extracted!r}\nreference: {result.reference!r}")
-    console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + f" ({result.reason})")
+    from rich.markup import escape
+
+    console.print(escape(f"extracted: {result.extracted!r}\nreference: {result.reference!r}"))
+    console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + escape(f" ({result.reason})"))
 
 
 def _regrade_run(run_dir: Path) -> None:

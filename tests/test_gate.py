@@ -33,7 +33,7 @@ def _suite_config(length_changing: tuple[str, ...] = (), gate: dict | None = Non
         "tasks": ["gsm8k"],
         "variants": [
             {"name": v, "adapter": "baseline", "length_changing": v in length_changing}
-            for v in ("baseline", "int8", "short")
+            for v in ("baseline", "int8", "short", "budget")
         ],
     }
     if gate is not None:
@@ -190,6 +190,27 @@ def test_half_length_outputs_fail_the_length_band(tmp_path):
     assert "stops early" in out
 
 
+@pytest.mark.parametrize("length_changing", [False, True])
+@pytest.mark.parametrize("n_cut,fails", [(0, False), (5, False), (6, True), (20, True), (100, True)])
+def test_truncation_rise_fails_for_every_variant(tmp_path, length_changing, n_cut, fails):
+    """Issue 16 item 17: the truncation check applies to length_changing variants too (a budget
+    technique that truncates more has regressed); 5 points of 100 samples are tolerated."""
+    correct = grades(100, 0.5, 5)
+    cfg = _suite_config(length_changing=("budget",) if length_changing else ())
+    b = write_run(tmp_path / "b", "b", [make_cell("budget", correct, finish=["stop"] * 100)], cfg)
+    c = write_run(tmp_path / "c", "c", [make_cell("budget", correct, tokens=np.full(100, 60),
+                                                  finish=["length"] * n_cut + ["stop"] * (100 - n_cut))], cfg)
+    code, out = gate(b, c, "--json", tmp_path / "r.json")
+    checks = json.loads((tmp_path / "r.json").read_text())["checks"]
+    trunc = [ch for ch in checks if ch["metric"] == "truncation_rate"]
+    assert [ch["status"] for ch in trunc] == ["fail" if fails else "pass"], trunc
+    assert trunc[0]["candidate"] == pytest.approx(n_cut / 100)
+    if length_changing:  # the output-length band stays exempt; truncation alone decides
+        assert code == (1 if fails else 0), out
+    else:
+        assert code == 1  # halved outputs fail the length band whatever the truncation
+
+
 def test_truncation_rise_fails(tmp_path):
     correct = grades(100, 0.5, 5)
     b = write_run(tmp_path / "b", "b", [make_cell("int8", correct, finish=["stop"] * 100)])
@@ -198,12 +219,11 @@ def test_truncation_rise_fails(tmp_path):
     assert code == 1 and "truncation_rate" in out.split("<details>")[0]
 
 
-def test_length_changing_variant_is_exempt(tmp_path):
+def test_length_changing_variant_is_exempt_from_the_length_band(tmp_path):
     correct = grades(200, 0.5, 4)
     cfg = _suite_config(length_changing=("short",))
     b = write_run(tmp_path / "b", "b", [make_cell("short", correct, tokens=np.full(200, 120))], cfg)
-    c = write_run(tmp_path / "c", "c", [make_cell("short", correct, tokens=np.full(200, 60),
-                                                  finish=["length"] * 200)], cfg)
+    c = write_run(tmp_path / "c", "c", [make_cell("short", correct, tokens=np.full(200, 60))], cfg)
     code, out = gate(b, c)
     assert code == 0, out
     assert "variant declared length_changing" in out

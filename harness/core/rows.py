@@ -58,7 +58,8 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
     independent, so with several samples per doc it is narrower than a per-doc interval.
 
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
-    ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
+    ``truncation_rate`` (share of ``finish_reason == "length"``), ``correct_truncated`` (how
+    many samples graded correct, ``correct > 0``, stopped at the token cap), latency/TTFT/TPOT
     percentiles, ``itl_p50_s``/``itl_p90_s``/``itl_p99_s`` over every sample's ``itl_s`` entries
     pooled (one per token after a sequence's first; a step that emitted k tokens at once gave
     each the step's gap / k: :mod:`harness.generation`), ``throughput_tok_per_s`` = Σ output
@@ -88,6 +89,9 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
         "output_tokens_total": total_out,
         "input_tokens_mean": mean([s["input_tokens"] for s in samples if s.get("input_tokens") is not None]),
         "truncation_rate": (sum(r == "length" for r in finished) / len(finished)) if finished else None,
+        "correct_truncated": sum(
+            1 for s in samples if s.get("finish_reason") == "length" and s.get("correct") is not None and float(s["correct"]) > 0
+        ) if finished else None,
         "latency_p50_s": pct("latency_s", 50),
         "latency_p90_s": pct("latency_s", 90),
         "latency_p99_s": pct("latency_s", 99),

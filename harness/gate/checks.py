@@ -10,9 +10,12 @@ not win by generating less. The gate adapts both to a benchmark with a small sam
 - ``accuracy``: a paired test on the same samples (exact McNemar, 1947, for 0/1 grades; see
   :mod:`harness.gate.stats`); fails on a drop that is significant *and* beyond a tolerance.
 - ``output_tokens_mean``: candidate/baseline ratio of mean output tokens on the paired samples
-  within ``length_band`` (default MLPerf's 90-110 %), and ``truncation_rate`` (share stopped by
-  the token cap) not above the baseline's by more than ``truncation_tolerance``; both skipped for
-  variants the suite declares ``length_changing``.
+  within ``length_band`` (default MLPerf's 90-110 %); skipped for variants the suite declares
+  ``length_changing`` (shorter outputs are their point).
+- ``truncation_rate`` (share stopped by the token cap) not above the baseline's by more than
+  ``truncation_tolerance``, for every variant, ``length_changing`` ones included: a budget
+  technique that truncates more has regressed (reasoning that exhausts the cap leaves the answer
+  unwritten: EleutherAI/lm-evaluation-harness issues #3382 and #3400).
 - cost (``latency_p50_s``, ``latency_p90_s``, ``ttft_p50_s``, ``energy_per_token_j``,
   peak memory): ratio against a tolerance widened to the measured spread, only with
   ``min_repeats`` repeats per side on one hardware fingerprint (``hardware_id``), else
@@ -196,11 +199,9 @@ def _sample_checks(pair: CellPair, settings: Gate, length_changing: bool) -> lis
         tb = float((p["finish_reason_b"] == "length").mean())
         tc = float((p["finish_reason_c"] == "length").mean())
         rule = f"rise ≤ {settings.truncation_tolerance * 100:.1f} pt"
-        if length_changing:
-            status, note = SKIPPED, "variant declared length_changing"
-        else:
-            status = FAIL if tc - tb > settings.truncation_tolerance + 1e-12 else PASS
-            note = "more samples stopped by the token cap" if status == FAIL else ""
+        # applies to length_changing variants too: a budget that truncates more has regressed
+        status = FAIL if tc - tb > settings.truncation_tolerance + 1e-12 else PASS
+        note = "more samples stopped by the token cap" if status == FAIL else ""
         out.append(_check(key, "truncation_rate", status, "fraction", baseline=tb, candidate=tc, delta=tc - tb,
                           threshold=rule, n=n, note=note))
 

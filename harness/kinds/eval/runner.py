@@ -41,7 +41,9 @@ def generation_sample_rows(
     ``filtered_resps`` holds the doc's response, or all ``n`` of them when the cell samples
     several) joined with the variant's ``(task, doc_id, 0, sample) → RequestStats`` and the
     grades ``process_results`` recorded, ``(doc_id, sample) → Grade``
-    (:func:`harness.tasks.lm_eval_bridge.task_config`): nothing is graded here.
+    (:func:`harness.tasks.lm_eval_bridge.task_config`, told which samples the token cap
+    truncated): nothing is graded here; the row's ``reference`` is the grade's (None when the doc
+    had no usable reference).
 
     Raises:
         RuntimeError: a sample without the variant's stats or without a recorded grade.
@@ -51,12 +53,13 @@ def generation_sample_rows(
     samples = []
     for record in records:
         doc_id = int(record["doc_id"])
-        reference = spec.reference(record["doc"])
+        if int(record["doc"]["doc_id"]) != doc_id:  # the stats (lm-eval's doc_id) and the grades (the doc's) must agree
+            raise RuntimeError(f"{cell.task}: lm-eval doc_id {doc_id} is the doc's {record['doc']['doc_id']}")
         for sample, text in enumerate(responses(record["filtered_resps"][0])):
             stats = variant_stats.get((cell.task, record["doc_id"], 0, sample))
             if stats is None:
                 raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: the variant recorded no stats")
-            grade = grades.get((int(record["doc"]["doc_id"]), sample))
+            grade = grades.get((doc_id, sample))
             if grade is None:
                 raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: no grade was recorded")
             samples.append(
@@ -67,7 +70,7 @@ def generation_sample_rows(
                     sample=sample,
                     output_text=text,
                     extracted_answer=grade.extracted,
-                    reference=reference,
+                    reference=grade.reference,
                     correct=float(grade.correct),
                     grade_reason=grade.reason,
                     input_tokens=stats.input_tokens,
@@ -113,7 +116,13 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
     if on_progress:
         variant.on_progress = lambda done: on_progress(done, n_docs * sampling["samples"])
     if spec.output_type == "generate_until":  # process_results grades each sample once, into grades
-        task, grades = build_generation_task(spec, cell.max_new_tokens, docs, seed=cell.seed, **sampling)
+
+        def truncated_of(doc_id: int, sample: int) -> bool:  # called after generation: the stats are complete
+            stats = variant.stats.get((cell.task, doc_id, 0, sample))
+            return stats is not None and stats.finish_reason == "length"
+
+        task, grades = build_generation_task(spec, cell.max_new_tokens, docs, seed=cell.seed,
+                                             truncated_of=truncated_of, **sampling)
     else:
         task, grades = build_task(spec, cell.max_new_tokens, docs), None
     # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)

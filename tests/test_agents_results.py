@@ -107,6 +107,55 @@ def test_missing_simulation_is_a_failure():
     assert row["reward"] == 0.0 and row["success"] is False and row["infra_error"] and row["trial"] == 2
 
 
+def _reward_ignores_db(results: dict) -> dict:
+    """τ²'s scoring of the silent run under a task whose reward basis is COMMUNICATE only: the DB
+    check is still computed (db_match false) but the reward is 1."""
+    out = copy.deepcopy(results)
+    out["tasks"][0]["evaluation_criteria"]["reward_basis"] = ["COMMUNICATE"]
+    info = out["simulations"][0]["reward_info"]
+    info.update(reward=1.0, reward_basis=["COMMUNICATE"], reward_breakdown={"COMMUNICATE": 1.0})
+    return out
+
+
+def test_db_match_is_kept_where_the_reward_ignores_the_database(scripted, silent):
+    """Issue 16 item 18: each simulation keeps τ²'s db_match and the cell counts mismatches; the
+    reward stays τ²'s own."""
+    (ignored,) = res.rows_from_results(_reward_ignores_db(silent), judged=False)
+    assert (ignored["reward"], ignored["success"], ignored["db_match"]) == (1.0, True, False)
+    (ok,) = res.rows_from_results(scripted, judged=False)
+    (bad,) = res.rows_from_results(silent, judged=False)
+    early = copy.deepcopy(scripted)
+    early["simulations"][0].update(termination_reason="max_steps")
+    early["simulations"][0]["reward_info"] = {"reward": 0.0, "info": {"note": "premature termination"}}
+    (unscored,) = res.rows_from_results(early, judged=False)  # τ² scores 0 without a DB check
+    lost = copy.deepcopy(silent)
+    lost["simulations"][0].update(termination_reason="infrastructure_error")
+    (lost_row,) = res.rows_from_results(lost, judged=False)
+    assert (unscored["db_match"], lost_row["db_match"], res.missing_row("t", 0, "x")["db_match"]) == (None, None, None)
+    rows = [ok, bad, ignored, unscored, lost_row]
+    assert [r["db_match"] for r in rows] == [True, False, False, None, None]
+    assert res.db_mismatch_count(rows) == 2
+    assert res.db_mismatch_count([ok, unscored]) == 0 and res.db_mismatch_count([]) == 0
+
+
+def test_agent_rows_carry_db_match_and_the_cell_counts_mismatches(scripted, silent):
+    from types import SimpleNamespace
+
+    from harness.kinds.agents.runner import AgentRunner
+
+    cell = SimpleNamespace(settings={"domain": "mock"}, model_id="m", variant=SimpleNamespace(name="v"),
+                           task="tau2/mock", task_version="tau2:1:x")
+    rows = [res.rows_from_results(r, judged=False)[0] for r in (scripted, silent, _reward_ignores_db(silent))]
+    extra = dict(agent_requests=1, length_stops=0, truncated_turns=0, agent_ttft_s=0.1, agent_generation_time_s=1.0,
+                 energy_j=None, energy_source="unavailable")
+    rows = [{**r, **extra, "doc_id": i} for i, r in enumerate(rows)]
+    assert [AgentRunner._sample(cell, r)["db_match"] for r in rows] == [True, False, False]
+    window = SimpleNamespace(as_columns=lambda: {})
+    cfg = {"trials": 1, "domain": "mock", "max_steps": 10, "user": {"model": "embedded", "adapter": "u"}, "judge": None}
+    row = AgentRunner._cell_row(res, cell, rows, window, SimpleNamespace(), None, cfg)
+    assert row["db_mismatch_count"] == 2 and row["reward_mean"] == pytest.approx(2 / 3)
+
+
 def test_pass_hat_k():
     runs = {"a": [True, True, False], "b": [False, False, False], "c": [True, True, True]}
     assert res.pass_hat_k(runs, 1) == pytest.approx((2 / 3 + 0 + 1) / 3)

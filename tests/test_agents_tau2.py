@@ -145,6 +145,9 @@ def test_tau2_mock_create_task_scores_scripted_1_and_silent_0(tmp_path, scripted
     bad = cells.loc["silent"]
     assert bad["success_rate"] == 0.0 and bad["reward_mean"] == 0.0 and bad["pass_hat_1"] == 0.0
     assert samples.loc["silent"]["reward"] == 0.0
+    # τ²'s DB check per simulation, counted per cell (issue 16 item 18)
+    assert bool(s["db_match"]) is True and bool(samples.loc["silent"]["db_match"]) is False
+    assert (ok["db_mismatch_count"], bad["db_mismatch_count"]) == (0, 1)
     assert pd.isna(bad["agent_tokens_per_success"])  # no success: no per-success cost
 
 

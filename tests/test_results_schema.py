@@ -22,7 +22,7 @@ CONTRACT_CELL_COLUMNS = """
 run_id cell_hash params_hash hardware_id provenance_json temperature top_p samples_per_doc suite model dtype device batch_size variant adapter
 params_json task task_version limit repeat seed status error started_at finished_at
 n accuracy accuracy_ci95_low accuracy_ci95_high n_correct
-output_tokens_mean output_tokens_total input_tokens_mean truncation_rate latency_p50_s
+output_tokens_mean output_tokens_total input_tokens_mean truncation_rate correct_truncated latency_p50_s
 latency_p90_s latency_p99_s ttft_p50_s tpot_p50_s throughput_tok_per_s generation_time_s
 tokens_per_correct param_bytes compression_ratio
 duration_s energy_j energy_source energy_estimated energy_attributed energy_counter_j
@@ -30,6 +30,8 @@ energy_integral_j energy_assumed_power_w avg_power_w idle_power_w idle_power_sou
 co2_source peak_rss_bytes peak_rss_source peak_allocated_bytes peak_reserved_bytes
 peak_device_used_bytes peak_process_device_used_bytes gpu_util_mean sampler_period_s
 sampler_achieved_period_s sampler_missed_ticks flag_short_window flag_counter_reset
+flag_energy_disagree flag_memory_order other_cpu_share other_gpu_processes other_gpu_memory_bytes
+other_gpu_util_max flag_interference itl_p50_s itl_p90_s itl_p99_s
 energy_per_token_j energy_per_sample_j energy_per_correct_j warmup_requests warmup_time_s
 calibration_json calibration_time_s
 """.split() + """
@@ -41,7 +43,7 @@ metric_f1 metric_mcc metric_pearson metric_spearman latency_attributed
 """.split() + """
 agent_domain agent_tasks agent_trials agent_max_steps success_rate pass_hat_1 pass_hat_k_json
 reward_mean reward_db_only_mean agent_tokens_per_task agent_tokens_per_success user_tokens_per_task
-max_steps_rate infra_error_count termination_json user_simulator judge_model tau2_version
+max_steps_rate infra_error_count db_mismatch_count termination_json user_simulator judge_model tau2_version
 tau2_data_version
 """.split()
 
@@ -50,7 +52,7 @@ run_id cell_hash model variant task doc_id sample prompt_hash prompt_text output
 reference correct grade_reason input_tokens output_tokens finish_reason latency_s ttft_s tpot_s
 itl_s batch_size counters_json
 """.split() + """
-agent_task_id agent_trial reward reward_db_only reward_breakdown_json termination_reason infra_error
+agent_task_id agent_trial reward reward_db_only reward_breakdown_json db_match termination_reason infra_error
 user_input_tokens user_output_tokens duration_s agent_generation_time_s energy_j energy_source
 energy_attributed
 """.split()

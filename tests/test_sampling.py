@@ -149,7 +149,7 @@ def test_every_sample_is_graded_once_and_becomes_a_row(data_dir):
 
     calls = []
     real = get_task("gsm8k")
-    spec = dataclasses.replace(real, grade_fn=lambda text, ref: calls.append(text) or real.grade_fn(text, ref))
+    spec = dataclasses.replace(real, grade_fn=lambda text, ref, **kw: calls.append(text) or real.grade_fn(text, ref, **kw))
     docs = spec.load_docs()[:2]
     task, grades = build_generation_task(spec, 16, docs, samples=3, temperature=0.7, seed=1)
     lm = ScriptedGen(spec)
@@ -259,7 +259,7 @@ def test_a_run_grades_each_sample_once_and_stores_doc_sample_rows(tmp_path, monk
 
     calls = []
     real_grade = TaskSpec.grade
-    monkeypatch.setattr(TaskSpec, "grade", lambda self, text, ref: calls.append(text) or real_grade(self, text, ref))
+    monkeypatch.setattr(TaskSpec, "grade", lambda self, text, ref, **kw: calls.append(text) or real_grade(self, text, ref, **kw))
     data = _suite(limit=2, batch_size=2, max_new_tokens=8, device="cpu", warmup=0, **defaults)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -184,11 +184,32 @@ def test_load_docs_wrong_size(monkeypatch, tmp_path):
 
 def test_load_docs_missing_field(monkeypatch, tmp_path):
     (tmp_path / "math").mkdir()
-    rows = [{"problem": "p", "answer": "1"}] * 499 + [{"problem": "p"}]
+    rows = [{"problem": "p", "answer": "1"}] * 499 + [{"solution": r"so \boxed{1}"}]
     (tmp_path / "math" / "math500_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
-    with pytest.raises(DataError, match=r"row 499 lacks field\(s\) \['answer'\]"):
+    with pytest.raises(DataError, match=r"row 499 lacks field\(s\) \['problem'\]"):
         get_task("math500").load_docs()
+
+
+def test_math_docs_with_solution_only_load(monkeypatch, tmp_path):
+    """Issue 16 item 2: a MATH doc with `solution` but no `answer` loads (it was refused by
+    required_fields) and its reference is the solution's last box; one with neither loads too and
+    grades its samples `error: ...` instead of failing the cell."""
+    (tmp_path / "math").mkdir()
+    rows = [{"problem": "p", "answer": "1"}] * 497 + [
+        {"problem": "p", "solution": r"so $x = \boxed{\frac{1}{2}}$."},
+        {"problem": "p", "solution": r"hence $\boxed 7$."},
+        {"problem": "p"},
+    ]
+    (tmp_path / "math" / "math500_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    task = get_task("math500")
+    docs = task.load_docs()
+    assert [task.reference(d) for d in docs[497:499]] == [r"\frac{1}{2}", "7"]
+    assert task.grade_doc(r"\boxed{0.5}", docs[497]).correct and task.grade_doc(r"\boxed{7}", docs[498]).correct
+    g = task.grade_doc(r"\boxed{1}", docs[499])
+    assert (g.correct, g.reference) == (False, None) and g.reason.startswith("error: no usable reference")
+    assert task.target(docs[499]) == ""  # lm-eval's doc_to_target must not fail the cell
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,13 +219,29 @@ def test_load_docs_missing_field(monkeypatch, tmp_path):
 
 def test_registry():
     glue = {"sst2", "mrpc", "rte", "cola", "qnli", "wnli", "stsb"}  # log-likelihood tasks (tests/test_glue.py)
-    assert set(TASKS) == {"gsm8k", "math500"} | glue
+    assert set(TASKS) == {"gsm8k", "math500", "math"} | glue
     for name, task in TASKS.items():
         assert isinstance(task, TaskSpec if name not in glue else ChoiceTaskSpec)
         assert task.name == name and get_task(name) is task
         assert task.version and task.description and task.size > 0
     assert (TASKS.get("gsm8k").hub_id, TASKS.get("gsm8k").hub_config, TASKS.get("gsm8k").hub_split) == ("openai/gsm8k", "main", "test")
     assert (TASKS.get("math500").hub_id, TASKS.get("math500").hub_config) == ("HuggingFaceH4/MATH-500", None)
+    assert (TASKS.get("math").data_relpath, TASKS.get("math").size) == ("math/math_test_full.jsonl", 5000)
+
+
+def test_math_full_docs(data_env):
+    """Issue 16 item 2: the task `math` over the full MATH test set (5000 problems, `solution` only):
+    every doc loads and has a reference (its solution's last box); MATH-500's 500 are among them
+    with the same reference."""
+    task = get_task("math")
+    docs = task.load_docs()
+    assert len(docs) == 5000 and not any("answer" in d for d in docs)
+    refs = {d["unique_id"]: task.reference(d) for d in docs}
+    assert all(refs.values())
+    assert refs["test/algebra/1.json"] == "2"
+    m500 = get_task("math500").load_docs()
+    assert all(refs[d["unique_id"]] == d["answer"] for d in m500)
+    assert task.prompt(docs[0]) == get_task("math500").prompt(docs[0])
 
 
 def test_taskspec_is_frozen():
@@ -217,12 +254,12 @@ def test_unknown_task_did_you_mean():
         get_task("gsm8")
     assert isinstance(exc.value, KeyError)
     msg = str(exc.value)
-    assert "did you mean 'gsm8k'" in msg and "gsm8k, math500" in msg
+    assert "did you mean 'gsm8k'" in msg and "gsm8k, math, math500" in msg
     with pytest.raises(UnknownNameError, match="did you mean 'math500'"):
         get_task("MATH-500")
     with pytest.raises(UnknownNameError) as exc:
         get_task("tau2")
-    assert "did you mean" not in str(exc.value) and "known: cola, gsm8k, math500, " in str(exc.value)
+    assert "did you mean" not in str(exc.value) and "known: cola, gsm8k, math, math500, " in str(exc.value)
 
 
 def test_import_is_light():

@@ -15,6 +15,13 @@ or one whose subprocess produced nothing counts as a failure (reward 0) and is f
 ``infra_error``; its duration, generation time and energy are null unless they were measured
 (never 0 for unknown). A cell whose simulations are all infrastructure errors fails
 (:func:`check_not_all_infra`).
+
+Side effects: τ²'s environment evaluator compares the final database with the one the gold
+actions produce and records ``reward_info.db_check.db_match`` even when the task's reward basis
+ignores the database (e.g. ``["COMMUNICATE"]`` or ``["ACTION"]``). Each simulation keeps it as
+``db_match`` (null when τ² computed none: a run ended by ``max_steps`` or an error, where τ²
+scores 0 without evaluating) and a cell counts the false ones (:func:`db_mismatch_count`); the
+reward stays τ²'s own.
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ def simulation_row(sim: dict, task: dict | None, judged: bool) -> dict[str, Any]
         "success": None if reward is None else reward >= 1 - SUCCESS_TOL,
         "reward_breakdown": info.get("reward_breakdown"),
         "reward_basis": basis,
-        "db_match": (info.get("db_check") or {}).get("db_match"),
+        "db_match": _db_match(info, infra),
         "termination_reason": INFRA_REASON if reason not in STOP_REASONS and infra else reason,
         "infra_error": infra,
         # τ²'s duration; unknown (null, never 0) when it recorded none or a lost run recorded 0
@@ -109,6 +116,19 @@ def simulation_row(sim: dict, task: dict | None, judged: bool) -> dict[str, Any]
         "user_output_tokens": u_out,
         "note": (info.get("info") or {}).get("note"),
     }
+
+
+def _db_match(info: dict, infra: bool) -> bool | None:
+    """τ²'s ``db_check.db_match`` (final DB == gold DB); None when it computed none or the
+    simulation was lost to an infrastructure error (its DB says nothing about the variant)."""
+    value = (info.get("db_check") or {}).get("db_match")
+    return None if value is None or infra else bool(value)
+
+
+def db_mismatch_count(rows: list[dict[str, Any]]) -> int:
+    """Simulations whose final database differs from the gold one (``db_match`` false); a
+    simulation without a DB check (``db_match`` null) is not counted."""
+    return sum(r.get("db_match") is False for r in rows)
 
 
 def _duration(value, infra: bool) -> float | None:

@@ -35,7 +35,8 @@ class Gate(Strict):
         length_band: allowed candidate/baseline ratio of mean output tokens (MLPerf's 90-110 %),
             skipped for variants declared ``length_changing``.
         truncation_tolerance: largest tolerated rise of the truncation rate (share of samples
-            stopped by the token cap), absolute fraction.
+            stopped by the token cap), absolute fraction; applies to every variant, including
+            ``length_changing`` ones.
         cost: compare cost metrics at all (they are never compared across hardware or with fewer
             than ``min_repeats`` repeats per side).
         cost_tolerance: per-metric ratio tolerances (:class:`CostTolerances`).

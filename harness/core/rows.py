@@ -58,8 +58,12 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
     independent, so with several samples per doc it is narrower than a per-doc interval.
 
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
-    ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
-    percentiles, ``throughput_tok_per_s`` = Σ output tokens / summed decode wall time,
+    ``truncation_rate`` (share of ``finish_reason == "length"``), ``correct_truncated`` (how
+    many samples graded correct, ``correct > 0``, stopped at the token cap), latency/TTFT/TPOT
+    percentiles, ``itl_p50_s``/``itl_p90_s``/``itl_p99_s`` over every sample's ``itl_s`` entries
+    pooled (one per token after a sequence's first; a step that emitted k tokens at once gave
+    each the step's gap / k: :mod:`harness.generation`), ``throughput_tok_per_s`` = Σ output
+    tokens / summed decode wall time,
     ``tokens_per_correct``; ``None`` where a figure has no data (log-likelihood cells generate
     nothing: their output-token figures, truncation rate and throughput are ``None``).
     """
@@ -73,6 +77,8 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
     def pct(key: str, q: float) -> float | None:
         return percentile([s[key] for s in samples if s.get(key) is not None], q)
 
+    itl = [float(v) for s in samples for v in (s.get("itl_s") if s.get("itl_s") is not None else ())]
+
     return {
         "n": len(samples),
         "n_correct": n_correct,
@@ -83,11 +89,17 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
         "output_tokens_total": total_out,
         "input_tokens_mean": mean([s["input_tokens"] for s in samples if s.get("input_tokens") is not None]),
         "truncation_rate": (sum(r == "length" for r in finished) / len(finished)) if finished else None,
+        "correct_truncated": sum(
+            1 for s in samples if s.get("finish_reason") == "length" and s.get("correct") is not None and float(s["correct"]) > 0
+        ) if finished else None,
         "latency_p50_s": pct("latency_s", 50),
         "latency_p90_s": pct("latency_s", 90),
         "latency_p99_s": pct("latency_s", 99),
         "ttft_p50_s": pct("ttft_s", 50),
         "tpot_p50_s": pct("tpot_s", 50),
+        "itl_p50_s": percentile(itl, 50),
+        "itl_p90_s": percentile(itl, 90),
+        "itl_p99_s": percentile(itl, 99),
         "generation_time_s": generation_time_s,
         "throughput_tok_per_s": (
             total_out / generation_time_s if total_out is not None and generation_time_s > 0 else None

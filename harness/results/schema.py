@@ -47,7 +47,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample
+SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample, window checks (flag_energy_disagree, flag_memory_order, other_*, flag_interference), itl_p*_s; correct_truncated, τ² db_match / db_mismatch_count
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -105,11 +105,17 @@ CELL_SCHEMA = pa.schema(
         _f("output_tokens_total", _I64),
         _f("input_tokens_mean", _F64),
         _f("truncation_rate", _F64),
+        _f("correct_truncated", _I64),  # (1.4) samples graded correct that stopped at the token cap
         _f("latency_p50_s", _F64),
         _f("latency_p90_s", _F64),
         _f("latency_p99_s", _F64),
         _f("ttft_p50_s", _F64),
         _f("tpot_p50_s", _F64),
+        # 1.4: inter-token latency percentiles over every sample's itl_s pooled (a step emitting k
+        # tokens at once gives each the step's gap / k)
+        _f("itl_p50_s", _F64),
+        _f("itl_p90_s", _F64),
+        _f("itl_p99_s", _F64),
         _f("throughput_tok_per_s", _F64),
         _f("generation_time_s", _F64),
         _f("tokens_per_correct", _F64),
@@ -142,6 +148,14 @@ CELL_SCHEMA = pa.schema(
         _f("sampler_missed_ticks", _I64),
         _f("flag_short_window", _BOOL),
         _f("flag_counter_reset", _BOOL),
+        # 1.4: checks of the window (harness/telemetry: gpu_energy, gpu_memory, interference)
+        _f("flag_energy_disagree", _BOOL),  # NVML counter vs power integral > 5 %, or a 0 J counter
+        _f("flag_memory_order", _BOOL),  # allocated ≤ reserved ≤ NVML process ≤ NVML device broken
+        _f("other_cpu_share", _F64),  # machine CPU capacity used by other processes, 0..1
+        _f("other_gpu_processes", _I64),  # NVML processes other than ours on the used GPU
+        _f("other_gpu_memory_bytes", _I64),  # their peak device memory
+        _f("other_gpu_util_max", _F64),  # their largest SM utilisation, 0..1
+        _f("flag_interference", _BOOL),  # other load above the documented thresholds: costs not comparable
         # derived energy
         _f("energy_per_token_j", _F64),
         _f("energy_per_sample_j", _F64),
@@ -200,6 +214,7 @@ CELL_SCHEMA = pa.schema(
         _f("user_tokens_per_task", _F64),  # the user simulator's, same count
         _f("max_steps_rate", _F64),  # share of simulations ended by max_steps
         _f("infra_error_count", _I64),  # simulations lost to an infrastructure error (counted as failures)
+        _f("db_mismatch_count", _I64),  # (1.4) simulations whose final database differs from the gold one (db_match false)
         _f("termination_json", _STR),  # {termination_reason: count}
         _f("user_simulator", _STR),  # label of the user simulator (identical across compared variants)
         _f("judge_model", _STR),  # label of the NL-assertion judge; null = none (reward_db_only)
@@ -260,6 +275,7 @@ SAMPLE_SCHEMA = pa.schema(
         _f("reward", _F64),  # τ²'s reward; null when the task needs the absent NL judge
         _f("reward_db_only", _F64),  # the DB check alone, for those tasks
         _f("reward_breakdown_json", _STR),
+        _f("db_match", _BOOL),  # (1.4) τ²'s DB check: final DB equals the gold actions' DB; null when τ² computed none
         _f("termination_reason", _STR),  # τ²'s (agent_stop, user_stop, max_steps, ..., infrastructure_error)
         _f("infra_error", _BOOL),
         _f("user_input_tokens", _I64),

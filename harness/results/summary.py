@@ -1,6 +1,6 @@
 """The terminal summary of cells (rich): one row per cell, 80 columns wide.
 
-Stored values stay in SI units; display-only conversion lives in :mod:`harness.results.formatting`.
+Stored values stay in SI units; display-only conversion lives in :mod:`harness.results.display`.
 Design of the table (issue 19): variant names are never cut (the column does not wrap); the energy
 is per sample, the cost the Pareto front uses; its source is a short code column (``cc``, ``rapl``,
 ``nv``...) spelled out once in a footnote; truncation rate and window flags (``flag_*`` columns)
@@ -18,25 +18,16 @@ import pandas as pd
 from rich.console import Group
 from rich.text import Text
 
-from harness.results.formatting import (
-    MISSING,
-    energy_source_code,
-    energy_source_legend,
-    format_accuracy,
-    format_energy,
-    format_seconds,
-    num,
-    text,
-)
+from harness.results.display import MISSING, energy_source_code, energy_source_legend, format_accuracy, format_energy
+from harness.results.display import as_number as num
+from harness.results.display import as_text as text
+from harness.results.display import format_seconds
 from harness.results.fit_table import FitColumn, FitTable
 from harness.results.pareto import COST_AXES, DEFAULT_GROUP_COLS, pareto_front, sole_variant
 from harness.results.spread import repeat_spread
 
 __all__ = ["summary_table", "spread_table", "front_axis", "with_energy_per_sample", "format_seconds", "format_energy", "format_accuracy",
            "FLAGS"]
-
-# kept for callers of the old private names
-_MISSING, _num, _str = MISSING, num, text
 
 FLAGS: tuple[tuple[str, str, str], ...] = (
     ("flag_interference", "I", "other load during the window: costs not comparable"),

@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness.results.formatting import MISSING as _MISSING
-from harness.results.formatting import energy_source_code, energy_source_legend, format_energy, format_seconds
-from harness.results.formatting import num as _num
-from harness.results.formatting import text as _str
+from harness.results.display import MISSING as _MISSING
+from harness.results.display import energy_source_code, energy_source_legend, format_energy, format_seconds
+from harness.results.display import as_number as _num
+from harness.results.display import as_text as _str
 from harness.results.fit_table import FitColumn, FitTable
 from harness.results.pareto import pareto_front
 

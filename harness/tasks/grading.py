@@ -27,14 +27,16 @@ class Grade:
     """Outcome of grading one model output against one reference.
 
     ``extracted`` is the answer string the grader pulled out of the output (None when nothing was
-    found); ``reason`` is a short human string such as ``"match"``, ``"mismatch: 12 != 13"``,
-    ``"no \\boxed{} or number found"`` or ``"timeout"``. Stored as the sample columns
-    ``extracted_answer``, ``reference``, ``correct`` and ``grade_reason``.
+    found); ``reference`` is the gold answer compared against (None when the doc had none);
+    ``reason`` is a short human string saying how the answer was found and what happened, such
+    as ``"match (boxed)"``, ``"mismatch (answer phrase): 12 != 13"``, ``"timeout"``, or
+    ``"error: ..."`` when the sample could not be graded (no usable reference). Stored as the
+    sample columns ``extracted_answer``, ``reference``, ``correct`` and ``grade_reason``.
     """
 
     correct: bool
     extracted: str | None
-    reference: str
+    reference: str | None
     reason: str
 
 

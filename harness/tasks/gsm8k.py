@@ -1,7 +1,21 @@
 """GSM8K (openai/gsm8k, config main, test split; 1319 problems): exact numeric grading.
 
-Extraction: the content of the last balanced ``\\boxed{...}`` if there is one, else the last number
-in the text. Both sides are compared as exact rationals after normalization, so "18", "18.0",
+Extraction (:func:`extract_answer`):
+
+1. cut an invented continuation: a new ``Question:`` / ``Q:`` turn the model made up after its
+   answer (its ``#### 3`` is not the answer);
+2. the last explicit final answer of what remains, by position (:mod:`harness.tasks.answers`):
+   ``\\boxed{...}`` (its one number, else its last number), an answer phrase (``The final answer
+   is 18``, ``**Final answer:** 18``, ``Answer: 18``) or a ``#### 18`` line (the number after the
+   last ``=``, else the first number);
+3. else the last number in the text, except in an output cut at the token cap
+   (``truncated``, ``finish_reason == "length"``): there a last number is where the model stopped,
+   not an answer, and it gets no credit; neither does a final answer the cap cut through: its
+   number ends the output (``#### 4`` may be ``#### 45`` cut short) or it leaves a brace open
+   (``Final answer: \\boxed{16 *``).
+
+LaTeX thousands separators (``12{,}400``, ``12\\,400``, ``10,\\!080``) are read as commas anywhere in
+the output. Both sides are compared as exact rationals after normalization, so "18", "18.0",
 "$18.00", "\\boxed{18}" all match 18 and "1,000" matches 1000.
 """
 
@@ -11,7 +25,8 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 
-from harness.tasks.grading import Grade, last_boxed
+from harness.tasks.answers import cut_invented_turn, final_answer
+from harness.tasks.grading import Grade
 from harness.tasks.registry import register_task
 from harness.tasks.spec import TaskSpec
 
@@ -21,6 +36,7 @@ __all__ = [
     "format_number",
     "grade_gsm8k",
     "last_number",
+    "normalize_thousands",
     "parse_number",
     "reference_from_answer",
 ]
@@ -141,20 +157,70 @@ def _number_in_boxed(content: str) -> Fraction | None:
     return max(candidates, key=lambda c: c[0])[1]
 
 
-def extract_answer(output_text: str) -> tuple[Fraction | None, str | None, str]:
+def _number_after_phrase(content: str) -> Fraction | None:
+    """Value of what follows an answer phrase or ``####``: the whole text if it is one number,
+    else the first number after its last ``=`` (``5 + 3 = 8`` → 8), else its first number
+    (``18 cupcakes, 2 more than 16`` → 18)."""
+    cleaned = _clean(content)
+    value = parse_number(cleaned)
+    if value is not None:
+        return value
+    if "=" in cleaned:
+        cleaned = cleaned.rsplit("=", 1)[1]
+    candidates: list[tuple[int, Fraction]] = []
+    m = _LATEX_FRAC_RE.search(cleaned)
+    if m and (v := parse_number(m.group(0))) is not None:
+        candidates.append((m.start(), v))
+    for m in _NUMBER_IN_TEXT_RE.finditer(cleaned):
+        num = ("-" + m.group("num")) if m.group("sign") and not cleaned[: m.start()].strip() else m.group("num")
+        if (v := parse_number(num)) is not None:
+            candidates.append((m.start(), v))
+        break
+    return min(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+# A thousands separator written the LaTeX / typographic way between digit groups: 12{,}400,
+# 12\,400, 10,\!080, 12\!400, thin / narrow no-break / no-break spaces. Becomes a plain comma.
+_LATEX_THOUSANDS_RE = re.compile(r"(?<=\d)(?:\{,\}|,\\!|\\,|\\!|\\ |[\u2009\u202f\u00a0])(?=\d{3}(?!\d))")
+
+
+def normalize_thousands(text: str) -> str:
+    """``text`` with LaTeX / typographic thousands separators between digits made plain commas
+    (``12{,}400`` → ``12,400``), so a number written that way is read whole, not as its last group."""
+    return _LATEX_THOUSANDS_RE.sub(",", text)
+
+
+def _cut_through(text: str, value: Fraction) -> bool:
+    """The answer ``value`` is the number the output ends on (the token cap may have cut it)."""
+    m = _last_number_match(text)
+    return m is not None and m[1] == len(text) and parse_number(m[0]) == value
+
+
+def extract_answer(output_text: str, truncated: bool = False) -> tuple[Fraction | None, str | None, str]:
     """(value, extracted text, how) from a model output; value None when nothing usable was found.
 
-    ``how`` is "boxed" or "last number", or a failure reason.
+    Order: cut an invented new ``Question:`` / ``Q:`` turn (:func:`harness.tasks.answers.cut_invented_turn`);
+    then the last explicit final answer of what remains (a box, an answer phrase or ``#### n``,
+    :func:`harness.tasks.answers.final_answer`); else, only when the output was not ``truncated``
+    at the token cap, the last number in the text. ``how`` is ``"boxed"``, ``"answer phrase"``,
+    ``"####"`` or ``"last number"``, or a failure reason.
     """
-    boxed = last_boxed(output_text or "")
-    if boxed is not None:
-        value = _number_in_boxed(boxed)
+    text = normalize_thousands(cut_invented_turn(output_text or ""))
+    marked = final_answer(text)
+    if marked is not None:
+        value = _number_in_boxed(marked.text) if marked.how == "boxed" else _number_after_phrase(marked.text)
         if value is None:
-            return None, boxed, "no number in \\boxed{}"
-        return value, format_number(value), "boxed"
-    raw = last_number(output_text or "")
+            where = "\\boxed{}" if marked.how == "boxed" else f"the final answer ({marked.how})"
+            return None, marked.text[:_MAX_NUMBER_CHARS], f"no number in {where}"
+        if truncated and (not marked.closed or (not marked.complete and _cut_through(text, value))):
+            return None, format_number(value), f"truncated at the token cap inside its final answer ({marked.how}; not credited)"
+        return value, format_number(value), marked.how
+    raw = last_number(text)
     if raw is None:
-        return None, None, "no \\boxed{} or number found"
+        return None, None, "no \\boxed{}, final-answer phrase, #### or number found"
+    if truncated:
+        return None, None, (f"truncated at the token cap with no explicit final answer "
+                            f"(last number {raw[:40]} not credited)")
     value = parse_number(raw)
     if value is None:  # e.g. a 5000-digit number
         return None, raw[:_MAX_NUMBER_CHARS], "unparsable number"
@@ -168,25 +234,30 @@ def reference_from_answer(answer: str) -> str:
     return answer.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-def grade_gsm8k(output_text: str, reference: str) -> Grade:
-    """Exact numeric comparison of the extracted answer with the reference number. Never raises."""
+def grade_gsm8k(output_text: str, reference: str, truncated: bool = False) -> Grade:
+    """Exact numeric comparison of the extracted answer with the reference number. Never raises.
+
+    ``truncated``: the output stopped at the token cap (``finish_reason == "length"``); then only
+    an explicit final answer counts (see :func:`extract_answer`). An unparsable reference is a
+    per-sample ``error: ...`` reason.
+    """
     try:
         ref_value = parse_number(reference)
         if ref_value is None:
-            return Grade(False, None, reference, f"unparsable reference: {reference!r}")
-        value, extracted, how = extract_answer(output_text)
+            return Grade(False, None, reference, f"error: unparsable reference: {reference!r}")
+        value, extracted, how = extract_answer(output_text, truncated=truncated)
         if value is None:
             return Grade(False, extracted, reference, how)
         if value == ref_value:
-            return Grade(True, extracted, reference, "match")
-        return Grade(False, extracted, reference, f"mismatch: {extracted} != {format_number(ref_value)}")
+            return Grade(True, extracted, reference, f"match ({how})")
+        return Grade(False, extracted, reference, f"mismatch ({how}): {extracted} != {format_number(ref_value)}")
     except Exception as e:  # never raise out of a grader
         return Grade(False, None, reference, f"grader error: {type(e).__name__}: {e}")
 
 
 TASK = register_task(TaskSpec(
     name="gsm8k",
-    version="1.0",
+    version="1.1",  # 1.1: answer phrases and ####, invented turns cut, LaTeX thousands, no last-number credit when truncated
     description="GSM8K test set (1319 grade-school math word problems), zero-shot chain of thought, "
     "answer in \\boxed{}, exact numeric match.",
     data_relpath="gsm8k/test.jsonl",

@@ -22,7 +22,12 @@ same list. Single-sample tasks keep lm-eval's defaults (``repeats: 1``, ``take_f
 Grading happens once, in ``process_results``: every response is graded by the harness grader,
 its :class:`~harness.tasks.grading.Grade` recorded under ``(doc_id, sample)`` in the dict
 :func:`task_config` returns with the config (the sample rows are built from it, never graded
-again), and the doc's ``exact_match`` is the mean over its samples.
+again), and the doc's ``exact_match`` is the mean over its samples. lm-eval calls
+``process_results`` only after every request was generated, so a ``truncated_of(doc_id, sample)``
+callable given to :func:`task_config` (the runner's: that sample's ``finish_reason == "length"``
+in the variant's per-request stats) tells the grader which outputs the token cap cut. A doc
+without a usable reference grades its samples ``error: ...``
+(:meth:`~harness.tasks.spec.TaskSpec.grade_doc`); lm-eval's ``doc_to_target`` gets ``""`` for it.
 
 Multiple-choice tasks (:class:`~harness.tasks.choice.ChoiceTaskSpec`, e.g. GLUE) become lm-eval
 ``multiple_choice`` tasks: one ``loglikelihood`` request per choice, lm-eval's own scoring and
@@ -31,7 +36,7 @@ metrics for classification (``acc``, ``f1``, ``mcc``), per-cell correlations for
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from harness.tasks.choice import ChoiceTaskSpec, pearson, spearman
 from harness.tasks.grading import Grade
@@ -58,6 +63,7 @@ def task_config(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
+    truncated_of: Callable[[int, int], bool] | None = None,
 ) -> tuple[dict[str, Any], Grades]:
     """lm-eval ``TaskConfig`` mapping for ``spec`` (zero-shot, ``generate_until``) and the dict its
     ``process_results`` records each response's grade in (see the module docstring).
@@ -71,6 +77,8 @@ def task_config(
             be 1: it would change nothing).
         seed: the cell seed (a generation kwarg when sampling; the variant derives per-sample
             seeds from it).
+        truncated_of: ``(doc_id, sample) -> bool``, whether that response stopped at the token
+            cap; called in ``process_results`` (after generation). None: no response is truncated.
 
     Raises:
         ValueError: ``samples < 1``, ``samples > 1`` or ``top_p < 1`` with ``temperature == 0``,
@@ -88,11 +96,12 @@ def task_config(
         return {"test": datasets.Dataset.from_list(docs if docs is not None else spec.load_docs())}
 
     def process_results(doc: dict, results: list) -> dict[str, float]:
-        reference = spec.reference(doc)
+        doc_id = int(doc["doc_id"])
         scores = []
         for sample, text in enumerate(responses(results[0])):
-            grade = spec.grade(text, reference)
-            grades[(int(doc["doc_id"]), sample)] = grade
+            truncated = bool(truncated_of(doc_id, sample)) if truncated_of is not None else False
+            grade = spec.grade_doc(text, doc, truncated=truncated)
+            grades[(doc_id, sample)] = grade
             scores.append(float(grade.correct))
         return {METRIC: sum(scores) / len(scores)}
 
@@ -105,7 +114,7 @@ def task_config(
         "test_split": "test",
         "output_type": "generate_until",
         "doc_to_text": spec.prompt,
-        "doc_to_target": spec.reference,
+        "doc_to_target": spec.target,
         "process_results": process_results,
         "metric_list": [{"metric": METRIC, "aggregation": "mean", "higher_is_better": True}],
         "generation_kwargs": generation,

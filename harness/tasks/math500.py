@@ -1,9 +1,18 @@
 """MATH-500 (HuggingFaceH4/MATH-500, test split; 500 problems): symbolic grading with math-verify.
 
-Extraction: the content of the last balanced ``\\boxed{...}`` / ``\\fbox{...}`` of the output (our
-own scanner, ``harness.tasks.grading.last_boxed``); no box means incorrect. The extracted content
-and the gold ``answer`` are each wrapped as ``$\\boxed{...}$`` and parsed by math-verify, then
-compared with ``math_verify.verify`` (numeric, symbolic, set/interval/tuple, equation aware).
+Extraction: the last explicit final answer of the output (:mod:`harness.tasks.answers`): the
+content of the last balanced ``\\boxed{...}`` / ``\\fbox{...}``, or what follows a later explicit
+answer phrase (``Therefore, the final answer is $\\frac{3}{4}$.``, ``**Final answer:** 12``,
+``The answer is: $\\sqrt{5}$``). Never the last number of the text: without a marker the output is
+incorrect. In an output cut at the token cap (``truncated``) a final answer that runs to the very
+end of the output (still being written) is not credited. The extracted content and the gold are
+each wrapped as ``$\\boxed{...}$`` and parsed by math-verify, then compared with
+``math_verify.verify`` (numeric, symbolic, set/interval/tuple, equation aware).
+
+Reference (:func:`math_reference`): the doc's ``answer``, else the last ``\\boxed{...}`` /
+``\\boxed 7`` / ``\\fbox{...}`` of its worked ``solution`` (the full MATH test set has no
+``answer``); a doc with neither raises :class:`~harness.tasks.spec.ReferenceUnavailable`, which
+grades its samples ``error: ...`` without stopping the cell.
 
 Time limit: math-verify's own timeouts use ``signal.alarm`` (main thread only; from any other
 thread they raise ``ValueError``, and they cancel any other SIGALRM user's alarm). We disable them
@@ -13,8 +22,14 @@ code) inside a worker process, which the caller kills if it still has not answer
 the limit (the only way to stop one long C-level operation, e.g. a huge integer power). See
 "Worker processes" below; ``isolated=False`` skips the process.
 
-Two corrections on top of math-verify, both found with the oracle/perturbation tests:
+Three corrections on top of math-verify, found with the oracle/perturbation tests and public
+grader bug reports:
 
+* exact values compared exactly: when both sides are exact numbers (integers, rationals, powers,
+  radicals, π, e: no decimal point, no ``%``, no free symbol), equality is decided by sympy on the
+  exact values (:func:`_exact_equal`), not by math-verify's rounded floats, which call
+  ``2^{-60}`` equal to ``2^{-61}`` and ``7 \\cdot 10^{-30}`` equal to ``8 \\cdot 10^{-30}``. A side
+  written as a decimal keeps math-verify's numeric tolerance (the problem asked to round).
 * base-n answers (``52_8``, ``4210_{5}``): math-verify drops the subscript, so ``52_9`` would match
   ``52_8``. When both sides are written as ``digits_base`` we compare digits and base ourselves.
 * small numbers: math-verify rounds floats to ``float_rounding=6`` decimals, so ``.0000673`` would
@@ -38,11 +53,12 @@ from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 
+from harness.tasks.answers import final_answer
 from harness.tasks.grading import Grade, GradeTimeout, call_with_time_limit, last_boxed
 from harness.tasks.registry import register_task
-from harness.tasks.spec import TaskSpec
+from harness.tasks.spec import ReferenceUnavailable, TaskSpec
 
-__all__ = ["DEFAULT_TIMEOUT_S", "TASK", "grade_math500", "shutdown_workers"]
+__all__ = ["DEFAULT_TIMEOUT_S", "TASK", "grade_math500", "math_reference", "shutdown_workers"]
 
 DEFAULT_TIMEOUT_S = 10.0  # whole grade (parse gold + parse answer + verify)
 _REASON_MAX = 80
@@ -105,16 +121,67 @@ def _float_rounding(gold: tuple) -> int:
     return min(rounding, 30)
 
 
+# A decimal written out (3.5, .25, 18.) or a percentage: rounded figures, compared with tolerance.
+_INEXACT_RE = re.compile(r"\d\.|\.\d|%|\\approx")
+
+
+def _exact_value(parsed: tuple | list, latex: str):
+    """The exact sympy number ``latex`` denotes (the right side of ``x = ...``), or None when it is
+    not one: a decimal, a percentage, a free symbol, an infinity, a set/tuple/interval, a Float."""
+    import sympy
+
+    if _INEXACT_RE.search(latex) or not parsed or not isinstance(parsed[0], sympy.Basic):
+        return None
+    expr = parsed[0]
+    if isinstance(expr, sympy.Equality) and isinstance(expr.lhs, sympy.Symbol):
+        expr = expr.rhs
+    if not isinstance(expr, sympy.Expr) or not expr.is_number or expr.free_symbols:
+        return None
+    if expr.atoms(sympy.Float) or expr.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+        return None
+    return expr
+
+
+def _exact_equal(a, b) -> bool:
+    """Exact equality of two exact sympy numbers: ``simplify(a - b)`` is zero; when sympy cannot
+    decide, their 60-digit values agree to 45 significant digits (relative, so 2^{-200} and
+    2^{-201} differ)."""
+    import sympy
+
+    diff = sympy.simplify(a - b)
+    if diff == 0 or diff.is_zero is True:
+        return True
+    if diff.is_zero is False:
+        return False
+    va, vb = sympy.N(a, 60), sympy.N(b, 60)
+    return bool(abs(va - vb) <= sympy.Float("1e-45", 60) * max(abs(va), abs(vb)))
+
+
 def _verify(pred: str, reference: str) -> tuple[bool, str]:
     gold = _parse_gold(reference)
     if not gold:
-        return False, f"unparsable reference: {_short(reference)}"
+        return False, f"error: unparsable reference: {_short(reference)}"
     target = _parse(pred)
     if not target:
         return False, f"unparsable answer: {_short(pred)}"
+    exact_gold, exact_pred = _exact_value(gold, reference), _exact_value(target, pred)
+    if exact_gold is not None and exact_pred is not None:
+        ok = _exact_equal(exact_pred, exact_gold)
+        return ok, "match [exact]" if ok else f"mismatch [exact]: {_short(pred)} != {_short(reference)}"
     mv = _math_verify()
     ok = mv.verify(list(gold), target, float_rounding=_float_rounding(gold), timeout_seconds=None)
     return ok, "match" if ok else f"mismatch: {_short(pred)} != {_short(reference)}"
+
+
+def _with_how(reason: str, how: str) -> str:
+    """``"match [exact]"`` → ``"match (boxed, exact)"``; ``"mismatch: a != b"`` → ``"mismatch (answer
+    phrase): a != b"``; other reasons (timeout, errors) unchanged."""
+    head, sep, tail = reason.partition(":")
+    word, _, flag = head.partition(" [")
+    if word not in ("match", "mismatch"):
+        return reason
+    detail = how + (", " + flag.rstrip("]") if flag else "")
+    return f"{word} ({detail}){sep}{tail}"
 
 
 # digits (capital letters for bases > 10) with a numeric base subscript: 52_8, 4210_{5}, A3_{16}.
@@ -354,6 +421,7 @@ def grade_math500(
     reference: str,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     isolated: bool = True,
+    truncated: bool = False,
 ) -> Grade:
     """Grade a model output against a MATH answer (LaTeX). Never raises; safe from any thread.
 
@@ -362,24 +430,31 @@ def grade_math500(
     worker process that is killed if it overruns (needed for uninterruptible C-level work, see
     above); ``isolated=False`` runs it in the calling thread, where a single huge C operation can
     exceed the limit. If a worker process cannot be started, this and later checks run in-process
-    (logged once; ``shutdown_workers()`` re-enables workers).
+    (logged once; ``shutdown_workers()`` re-enables workers). ``truncated``: the output stopped at
+    the token cap; a final answer still being written at its very end is then not credited.
+    The reason names how the answer was found: ``match (boxed)``, ``mismatch (answer phrase, exact): ...``.
     """
     global _workers_unavailable
     pred: str | None = None
     try:
-        pred = last_boxed(output_text or "")
-        if pred is None:
-            return Grade(False, None, reference, "no \\boxed{} found")
+        marked = final_answer(output_text or "", hash_marker=False)
+        if marked is None:
+            cut = " (output truncated at the token cap)" if truncated else ""
+            return Grade(False, None, reference, f"no \\boxed{{}} or final-answer phrase found{cut}")
+        pred, how = marked.text, marked.how
+        if truncated and not marked.complete:
+            return Grade(False, pred, reference, f"truncated at the token cap inside its final answer ({how}; not credited)")
         gold_base = _base_form(reference)
         # the answer side may have any base (an invalid one such as 40_0 is simply a mismatch)
         pred_base = _base_form(pred, valid_base_only=False) if gold_base is not None else None
         if gold_base is not None and pred_base is not None:
             ok = gold_base == pred_base
-            return Grade(ok, pred, reference, "match" if ok else f"mismatch: {_short(pred)} != {_short(reference)}")
+            reason = "match [base-n]" if ok else f"mismatch [base-n]: {_short(pred)} != {_short(reference)}"
+            return Grade(ok, pred, reference, _with_how(reason, how))
         if isolated and _workers_unavailable is None:
             try:
                 ok, reason = _get_pool().check(pred, reference, timeout_s)
-                return Grade(ok, pred, reference, reason)
+                return Grade(ok, pred, reference, _with_how(reason, how))
             except _WorkerStartError as e:
                 with _pool_lock:
                     first = _workers_unavailable is None
@@ -387,26 +462,52 @@ def grade_math500(
                 if first:
                     logger.warning("MATH grader: %s; grading in-process from now on (no hard time limit)", e)
         ok, reason = _verify_limited(pred, reference, timeout_s)
-        return Grade(ok, pred, reference, reason)
+        return Grade(ok, pred, reference, _with_how(reason, how))
     except GradeTimeout:
         return Grade(False, pred, reference, "timeout")
     except Exception as e:  # never raise out of a grader (includes a worker that died mid-check)
         return Grade(False, pred, reference, f"grader error: {type(e).__name__}: {_short(str(e))}")
 
 
+def math_reference(doc: dict) -> str:
+    """The gold answer of a MATH doc: its ``answer`` (MATH-500), else the content of the last
+    ``\\boxed{...}`` / ``\\boxed 7`` / ``\\fbox{...}`` of its worked ``solution`` (the full MATH test
+    set, Hendrycks et al. 2021, arXiv 2103.03874, has only ``solution``).
+
+    Raises:
+        ReferenceUnavailable: neither a non-blank ``answer`` nor a box in ``solution``.
+    """
+    answer = doc.get("answer")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if isinstance(answer, str) and answer.strip():
+        return answer.strip()
+    solution = doc.get("solution")
+    if isinstance(solution, str) and solution.strip():
+        boxed = last_boxed(solution)
+        if boxed:
+            return boxed
+        raise ReferenceUnavailable("the doc has no 'answer' and its 'solution' has no \\boxed{}")
+    raise ReferenceUnavailable("the doc has neither an 'answer' nor a 'solution'")
+
+
+PROMPT = "Solve the following math problem step by step. Put your final answer in \\boxed{}.\n\n{question}"
+
 TASK = register_task(TaskSpec(
     name="math500",
-    version="1.0",
+    # 1.1: answer phrases without a box, exact comparison of exact values, reference from `answer`
+    # or the solution's last box, truncated outputs cut inside their answer not credited
+    version="1.1",
     description="MATH-500 (500 competition problems from the MATH test set, PRM800K split), zero-shot "
-    "chain of thought, answer in \\boxed{}, graded with math-verify.",
+    "chain of thought, answer in \\boxed{} or an explicit answer phrase, graded with math-verify.",
     data_relpath="math/math500_test.jsonl",
     hub_id="HuggingFaceH4/MATH-500",
     hub_config=None,
     hub_split="test",
     size=500,
-    prompt_template="Solve the following math problem step by step. Put your final answer in \\boxed{}.\n\n{question}",
+    prompt_template=PROMPT,
     question_field="problem",
-    required_fields=("problem", "answer"),
-    reference_fn=lambda doc: str(doc["answer"]),
+    required_fields=("problem",),
+    reference_fn=math_reference,
     grade_fn=grade_math500,
 ))

@@ -313,6 +313,7 @@ class AgentRunner:
             "reward": r["reward"],
             "reward_db_only": r["reward_db_only"],
             "reward_breakdown_json": json.dumps(r["reward_breakdown"], sort_keys=True) if r["reward_breakdown"] is not None else None,
+            "db_match": r.get("db_match"),  # τ²'s DB check, kept even where the reward ignores the DB
             "termination_reason": r["termination_reason"],
             "infra_error": r["infra_error"],
             "user_input_tokens": r["user_input_tokens"],
@@ -392,6 +393,7 @@ class AgentRunner:
             "user_tokens_per_task": user_tok / n if n else None,
             "max_steps_rate": sum(r["termination_reason"] == "max_steps" for r in rows) / n if n else None,
             "infra_error_count": sum(bool(r["infra_error"]) for r in rows),
+            "db_mismatch_count": res.db_mismatch_count(rows),
             "termination_json": json.dumps(reasons, sort_keys=True),
             "user_simulator": _label(cfg["user"]),
             "judge_model": _label(cfg["judge"]) if cfg.get("judge") else None,

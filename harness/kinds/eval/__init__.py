@@ -97,6 +97,11 @@ class EvalKind(CellKind):
         for task in sorted({c.task for c in cells}):
             get_task(task).load_docs()
 
+    def data_files(self, cells: list[Cell]) -> list[str]:
+        from harness.tasks import get_task
+
+        return sorted({get_task(c.task).data_relpath for c in cells})
+
     def load_base(self, ref: str, dtype: str, device: str):
         from harness import models
 
@@ -113,13 +118,18 @@ class EvalKind(CellKind):
         return list(ADAPTERS.get(cell.variant.adapter).kept_files)
 
     def regrade(self, row):
-        """The task's grader on the stored output and reference (choice tasks: the predicted
-        label name against the gold one)."""
-        from harness.tasks import get_task
+        """The task's grader on the stored output and reference, told whether the output was
+        truncated (``finish_reason == "length"``) as when it was graded (choice tasks: the
+        predicted label name against the gold one)."""
+        from harness.tasks import TaskSpec, get_task
 
         if row.get("correct") is None or row["correct"] != row["correct"]:
             return None
-        grade = get_task(row["task"]).grade(row["output_text"], row["reference"])
+        spec = get_task(row["task"])
+        if isinstance(spec, TaskSpec):
+            grade = spec.grade(row["output_text"], row["reference"], truncated=row.get("finish_reason") == "length")
+        else:
+            grade = spec.grade(row["output_text"], row["reference"])
         return float(grade.correct), grade.reason
 
     def compression_ratio(self, base_bytes, cell_row):

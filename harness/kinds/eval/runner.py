@@ -15,12 +15,22 @@ WARMUP_TOKENS = 8
 """Tokens decoded per warm-up request: enough to run prefill and the decode step's kernels."""
 
 
-def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> float:
-    """Decode ``n`` of the task's own prompts (chat template applied) before the measured
-    window; returns their wall time (the cold start)."""
+def warmup_requests(n: int, batch_size: int) -> int:
+    """Requests the warm-up decodes for ``n`` asked: ``n`` rounded up to whole batches of the
+    variant's ``batch_size`` (0 stays 0), so every warm-up batch runs at the cell's batch size and
+    the measured window does not pay for the first batched kernels (allocations, kernel
+    selection at that shape)."""
+    return -(-n // batch_size) * batch_size if n > 0 else 0
+
+
+def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> tuple[int, float]:
+    """Decode ``n`` of the task's own prompts (chat template applied; rounded up to whole
+    batches: :func:`warmup_requests`) before the measured window; returns how many it decoded
+    and their wall time (the cold start)."""
+    n = warmup_requests(n, max(1, int(getattr(variant, "batch_size", 1) or 1)))
     picked = [docs[i % len(docs)] for i in range(n)]
     prompts = [variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]) for d in picked]
-    return variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
+    return n, variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
 
 
 def generation_sample_rows(
@@ -31,7 +41,9 @@ def generation_sample_rows(
     ``filtered_resps`` holds the doc's response, or all ``n`` of them when the cell samples
     several) joined with the variant's ``(task, doc_id, 0, sample) → RequestStats`` and the
     grades ``process_results`` recorded, ``(doc_id, sample) → Grade``
-    (:func:`harness.tasks.lm_eval_bridge.task_config`): nothing is graded here.
+    (:func:`harness.tasks.lm_eval_bridge.task_config`, told which samples the token cap
+    truncated): nothing is graded here; the row's ``reference`` is the grade's (None when the doc
+    had no usable reference).
 
     Raises:
         RuntimeError: a sample without the variant's stats or without a recorded grade.
@@ -41,12 +53,13 @@ def generation_sample_rows(
     samples = []
     for record in records:
         doc_id = int(record["doc_id"])
-        reference = spec.reference(record["doc"])
+        if int(record["doc"]["doc_id"]) != doc_id:  # the stats (lm-eval's doc_id) and the grades (the doc's) must agree
+            raise RuntimeError(f"{cell.task}: lm-eval doc_id {doc_id} is the doc's {record['doc']['doc_id']}")
         for sample, text in enumerate(responses(record["filtered_resps"][0])):
             stats = variant_stats.get((cell.task, record["doc_id"], 0, sample))
             if stats is None:
                 raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: the variant recorded no stats")
-            grade = grades.get((int(record["doc"]["doc_id"]), sample))
+            grade = grades.get((doc_id, sample))
             if grade is None:
                 raise RuntimeError(f"{cell.task} doc {doc_id} sample {sample}: no grade was recorded")
             samples.append(
@@ -57,7 +70,7 @@ def generation_sample_rows(
                     sample=sample,
                     output_text=text,
                     extracted_answer=grade.extracted,
-                    reference=reference,
+                    reference=grade.reference,
                     correct=float(grade.correct),
                     grade_reason=grade.reason,
                     input_tokens=stats.input_tokens,
@@ -146,12 +159,18 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
     if on_progress:
         variant.on_progress = lambda done: on_progress(done, n_docs * sampling["samples"])
     if spec.output_type == "generate_until":  # process_results grades each sample once, into grades
-        task, grades = build_generation_task(spec, cell.max_new_tokens, docs, seed=cell.seed, **sampling)
+
+        def truncated_of(doc_id: int, sample: int) -> bool:  # called after generation: the stats are complete
+            stats = variant.stats.get((cell.task, doc_id, 0, sample))
+            return stats is not None and stats.finish_reason == "length"
+
+        task, grades = build_generation_task(spec, cell.max_new_tokens, docs, seed=cell.seed,
+                                             truncated_of=truncated_of, **sampling)
     else:
         task, grades = build_task(spec, cell.max_new_tokens, docs), None
     # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
     warmup = cell.warmup if spec.output_type == "generate_until" else 0
-    warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else None
+    warmup, warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else (0, None)
     variant.telemetry, variant.window_key = telemetry, cell.cell_hash
     # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
     output = lm_eval.simple_evaluate(

@@ -23,7 +23,7 @@ _ERR_TTY = sys.stderr.isatty()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark LLM efficiency techniques.",
                   **({} if _ERR_TTY else {"rich_markup_mode": None, "pretty_exceptions_enable": False}))
 # Tables stay readable when output goes to a file or CI log (rich would default to 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, width=None if _ERR_TTY else 200, soft_wrap=not _ERR_TTY)
 
 
@@ -231,11 +231,13 @@ def summary(
     from harness.results import read_cells, summary_table
     from harness.results.summary import spread_table
 
+    hint = (f"give a results root (it holds runs/<run_id>/) or a run directory; make one with "
+            f"`python -m harness run smoke --results {results}`")
     if not results.exists():
-        _fail(f"no results at {results}")
+        _fail(f"no results at {results}: {hint}")
     cells = read_cells(results)
     if cells.empty:
-        _fail(f"no cells under {results}")
+        _fail(f"no cells under {results}: {hint}")
     console.print(summary_table(cells, wide=wide))
     spread = spread_table(cells)
     if spread is not None:

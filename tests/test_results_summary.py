@@ -199,3 +199,12 @@ def test_spread_over_repeats_reports_cv_per_cell():
     assert row["energy_j_cv"] == pytest.approx(0.0)
     assert spread_table(pd.DataFrame(rows)) is not None
     assert spread_table(pd.DataFrame(rows[3:4])) is None
+
+
+def test_wide_in_80_columns_folds_figures_but_keeps_names_whole():
+    console = Console(record=True, width=80, color_system=None)
+    console.print(summary_table(grid(), wide=True))
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    words = {w for line in lines for w in line.split()}
+    assert set(LONG) <= words and {"gsm8k", "math500"} <= words

@@ -123,7 +123,7 @@ class ProgressView:
             if self._progress is not None:
                 self._bars[event.cell_hash] = self._progress.add_task(event.label, total=event.total)
             else:
-                of = f" ({event.total} samples)" if event.total else ""
+                of = f" ({event.total} sample{'' if event.total == 1 else 's'})" if event.total else ""
                 self._line(f"[{self.done + 1}/{self.total}] {event.label}: started{of}; run ETA {self.eta()}")
         elif isinstance(event, CellProgress):
             if event.total:

@@ -9,8 +9,9 @@ every column with an ellipsis (how ``budget-64`` and ``budget-128`` both became 
    ``wrap_first`` (an interval moves to a second line), then the one with the most room (a value's
    unit moves to a second line); ``keep`` columns (names) never narrow;
 3. else the same with one space between columns instead of two;
-4. else (a very narrow console) every column folds: characters move to the next line, none is
-   dropped.
+4. else (a narrow console, ``--wide`` at 80 columns) the names keep their width and the other
+   columns fold inside theirs: characters move to the next line, none is dropped;
+5. else (names alone wider than the console) every column folds.
 """
 
 from __future__ import annotations
@@ -69,18 +70,23 @@ class FitTable:
     def _total(self, widths: list[int], gap: int = GAP) -> int:
         return sum(widths) + gap * max(len(widths) - 1, 0)
 
-    def widths(self, max_width: int, gap: int = GAP) -> list[int] | None:
+    def widths(self, max_width: int, gap: int = GAP, fold: bool = False) -> list[int] | None:
         """Column widths for ``max_width`` with ``gap`` spaces between columns (steps 1 and 2 of
-        the module docstring), or None when even the narrowest layout without folding is wider."""
+        the module docstring; with ``fold``, step 4: other columns may narrow below their longest
+        word), or None when even the narrowest such layout is wider."""
+        minimum = [m if c.keep else 1 for c, m in zip(self.columns, self.minimum)] if fold else self.minimum
         widths = list(self.natural)
         excess = self._total(widths, gap) - max_width
         if excess <= 0:
             return widths
-        if self._total(self.minimum, gap) > max_width:
+        if self._total(minimum, gap) > max_width:
             return None
         while excess > 0:  # narrow, one character at a time, the wrap_first columns, then the one with most room
-            room = [j for j in range(len(widths)) if widths[j] > self.minimum[j]]
-            i = max(room, key=lambda j: (self.columns[j].wrap_first, widths[j] - self.minimum[j], widths[j]))
+            room = [j for j in range(len(widths)) if widths[j] > minimum[j]]
+            if fold:  # step 4: the widest first, so every folded column keeps some width
+                i = max(room, key=lambda j: (widths[j], self.columns[j].wrap_first))
+            else:
+                i = max(room, key=lambda j: (self.columns[j].wrap_first, widths[j] - minimum[j], widths[j]))
             widths[i] -= 1
             excess -= 1
         return widths
@@ -91,13 +97,13 @@ class FitTable:
         widths = self.widths(max_width, gap)
         if widths is None:
             gap = 1
-            widths = self.widths(max_width, gap)
+            widths = self.widths(max_width, gap) or self.widths(max_width, gap, fold=True)
         # SIMPLE_HEAD separates columns by one space; the padding adds the second one
         table = Table(title=self.title, caption=self.caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       padding=(0, 1 if gap == 2 else 0), collapse_padding=True, title_justify="left",
                       caption_justify="left")
         for i, col in enumerate(self.columns):
-            if widths is None:  # step 3: fold everything, drop nothing
+            if widths is None:  # step 5: fold everything, drop nothing
                 table.add_column(col.header, justify=col.justify, overflow="fold")
             else:
                 one_line = widths[i] >= self.natural[i]

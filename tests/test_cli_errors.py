@@ -81,3 +81,16 @@ def test_a_suite_path_without_its_extension_resolves():
     assert resolve_path("suites/smoke") == Path("suites/smoke.yaml")  # was suites/suites/smoke.yaml
     assert resolve_path("smoke") == Path("suites/smoke.yaml")
     assert resolve_path("my/own.yml") == Path("my/own.yml")
+
+
+def test_summary_of_a_root_without_runs_says_what_a_root_is(tmp_path):
+    result = _cli("summary", str(tmp_path))
+    assert result.returncode == 2
+    assert "holds runs/<run_id>/" in result.stderr and "harness run smoke --results" in result.stderr
+
+
+def test_validate_lines_are_unwrapped_in_a_log():
+    result = _cli("validate", "suites/agentic.yaml")
+    assert result.returncode == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) > 160 and lines[0].startswith("ok suites/agentic.yaml: ")

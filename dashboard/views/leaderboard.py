@@ -82,7 +82,7 @@ if not ui.empty_state(ctx, cells):
                 key=f"leaderboard_{suite}_{task}",
             )
 
-    export = cells.drop(columns=[c for c in ("run_dir",) if c in cells.columns])
+    export = cells.drop(columns=[c for c in ("run_dir", "limit_text") if c in cells.columns])
     st.download_button(
         "Download CSV (stored SI columns)",
         data=lambda: export.to_csv(index=False).encode("utf-8"),

@@ -141,25 +141,49 @@ def list_adapters() -> None:
 
 @app.command()
 def grade(
-    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500)"),
-    prediction: Optional[str] = typer.Option(None, "--prediction", "-p", help="model output text"),
-    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="gold answer"),
+    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500, minif2f_metamath...)"),
+    prediction: Optional[str] = typer.Option(None, "--prediction", "-p", help="model output text (proving: the proof)"),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="gold answer (proving: the problem name)"),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="re-grade every sample of this run directory"),
+    lean_repl: Optional[str] = typer.Option(None, "--lean-repl", help="Lean tasks: a Lean + Mathlib project folder"),
+    lean_url: Optional[str] = typer.Option(None, "--lean-url", help="Lean tasks: a Kimina Lean Server URL"),
 ) -> None:
-    """Grade one prediction, or re-grade a run's samples and report disagreements."""
+    """Grade one prediction, or re-grade a run's samples and report disagreements. A proving
+    task checks the proof: exit 0 proved, 1 not proved, 2 unusable input."""
     from harness.tasks import UnknownNameError, get_task
+    from harness.tasks.proving import PROVING_TASKS
 
     if run_dir is not None:
         _regrade_run(run_dir)
         return
     if task is None or prediction is None or reference is None:
         _fail("give TASK --prediction TEXT --reference TEXT, or --run RUN_DIR")
+    if task in PROVING_TASKS:
+        _grade_proof(task, prediction, reference, {"lean_repl": lean_repl, "lean_url": lean_url})
+        return
     try:
         result = get_task(task).grade(prediction, reference)
     except UnknownNameError as exc:
         _fail(str(exc))
     console.print(f"extracted: {result.extracted!r}\nreference: {result.reference!r}")
     console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + f" ({result.reason})")
+
+
+def _grade_proof(task: str, proof: str, problem: str, settings: dict) -> None:
+    """Check one proof with the task's checker; exit 0 proved, 1 not proved, 2 unusable input."""
+    from harness.kinds.prove.checkers import CheckerSetupError
+    from harness.kinds.prove.grade import UnknownProblem, grade_one
+    from harness.tasks import DataError
+
+    try:
+        verdict, checker = grade_one(task, proof, problem, settings)
+    except (UnknownProblem, DataError, CheckerSetupError) as exc:
+        _fail(str(exc))
+    color = "green" if verdict.proved else "red"
+    console.print(f"[{color}]{verdict.status}[/] ({verdict.message}); checker {checker.get('checker')} "
+                  f"{checker.get('version') or checker.get('lean_version') or ''}, {verdict.time_s:.2f} s", highlight=False)
+    if not verdict.proved:
+        raise typer.Exit(1)
 
 
 def _regrade_run(run_dir: Path) -> None:

@@ -110,9 +110,20 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
     is used when no cell has energy; the caption says which). Only ``status == "ok"`` cells compete.
 
     Training (fine-tuning) cells get their own table
-    (:func:`harness.results.training_summary.training_table`); with both kinds present the
-    result is a ``rich.console.Group`` of the two tables.
+    (:func:`harness.results.training_summary.training_table`), and so do proving cells
+    (:func:`harness.results.proving_summary.proving_table`); with several kinds present the
+    result is a ``rich.console.Group`` of the tables.
     """
+    if "cell_kind" in cells_df.columns and (cells_df["cell_kind"] == "prove").any():
+        from rich.console import Group
+
+        from harness.results.proving_summary import proving_table
+
+        is_proving = cells_df["cell_kind"] == "prove"
+        proving = proving_table(cells_df[is_proving], title=title)
+        if is_proving.all():
+            return proving
+        return Group(summary_table(cells_df[~is_proving], title=title), proving)
     if "cell_kind" in cells_df.columns and (cells_df["cell_kind"] == "finetune").any():
         from rich.console import Group
 

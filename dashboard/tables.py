@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.results import COST_AXES, pareto_front
+from harness.results.display import as_number
 from harness.results.pareto import DEFAULT_GROUP_COLS
 
 from dashboard.data import col
@@ -36,17 +37,9 @@ __all__ = [
 MIB = 1024.0**2
 
 
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def ci_text(low, high) -> str:
     """``[49.0–94.3]`` (percent) or an empty string when either bound is missing."""
-    lo, hi = _num(low), _num(high)
+    lo, hi = as_number(low), as_number(high)
     return "" if lo is None or hi is None else f"[{lo * 100:.1f}–{hi * 100:.1f}]"
 
 
@@ -173,10 +166,10 @@ def _cell_metric(row: pd.Series, metric: str) -> float | None:
     """The cell's own (headline) figure for ``metric``: ``task_metric_value`` when ``task_metric``
     names it, else ``accuracy`` or ``metric_<metric>``."""
     if row.get("task_metric") == metric:
-        v = _num(row.get("task_metric_value"))
+        v = as_number(row.get("task_metric_value"))
         if v is not None:
             return v
-    return _num(row.get("accuracy" if metric == "accuracy" else f"metric_{metric}"))
+    return as_number(row.get("accuracy" if metric == "accuracy" else f"metric_{metric}"))
 
 
 def depth_curves(cells: pd.DataFrame) -> pd.DataFrame:
@@ -194,7 +187,7 @@ def depth_curves(cells: pd.DataFrame) -> pd.DataFrame:
     train = cells[mask.fillna(False).astype(bool)]
     rows: list[dict] = []
     for idx, cell in train.iterrows():
-        points = [(metric, depth, _num(cell[c])) for c, metric, depth in found]
+        points = [(metric, depth, as_number(cell[c])) for c, metric, depth in found]
         points = [p for p in points if p[2] is not None]
         for metric in sorted({p[0] for p in points}):
             mine = sorted((d, v) for m, d, v in points if m == metric)

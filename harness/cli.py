@@ -64,10 +64,16 @@ def run(
     telemetry_series: bool = typer.Option(
         False, "--telemetry-series", help="also write each cell's power/memory time series to <run>/telemetry/"
     ),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: the suite's executor, else local)"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="ray: auto | ray://host:10001 (default: start a local Ray instance)"
+    ),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="ray: retries of a lost worker's cells"),
 ) -> None:
     """Run (or resume) a suite and print the summary table."""
-    from harness.runner import run_suite
     from harness.config.suite import SuiteError, resolve_path
+    from harness.executors.base import ExecutorUnavailable
+    from harness.runner import run_suite
     from harness.tasks import DataError
 
     try:
@@ -86,8 +92,10 @@ def run(
             device=device,
             console=console,
             telemetry_series=telemetry_series,
+            executor=executor,
+            executor_options={"address": ray_address, "max_retries": max_retries},
         )
-    except (SuiteError, DataError) as exc:
+    except (SuiteError, DataError, ExecutorUnavailable) as exc:
         _fail(str(exc))
     if report.failed:
         err.print(f"[yellow]{report.failed} cell(s) failed; their errors are in the cell files[/]")
@@ -307,6 +315,7 @@ def serve(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="completion cap when a request sets none (default: the suite's max_new_tokens; agents.defaults.max_tokens for an agents variant)"),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="prompt budget; older turns are dropped beyond it"),
     telemetry: bool = typer.Option(True, "--telemetry/--no-telemetry", help="an energy window per request"),
+    log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error: info prints one line per request (status, tokens, latency)"),
     calibration_task: Optional[str] = typer.Option(
         None, "--calibration-task",
         help="generation task whose docs the variants are prepared on before serving (needed by variants "
@@ -322,7 +331,7 @@ def serve(
     import uvicorn
 
     from harness.models import ModelError
-    from harness.serve.app import create_app
+    from harness.serve.app import configure_logging, create_app
     from harness.serve.backend import check_servable, suite_backends
     from harness.serve.protocol import RequestLog
     from harness.runner import check_device
@@ -330,6 +339,10 @@ def serve(
     from harness.tasks import DataError
 
     _check_device_flag(device)
+    try:
+        configure_logging(log_level)
+    except ValueError as exc:
+        _fail(f"--log-level: {exc}")
     if max_tokens is not None and max_tokens < 1:
         _fail(f"--max-tokens must be a positive integer, got {max_tokens}")
     if max_prompt_tokens is not None and max_prompt_tokens < 1:
@@ -364,7 +377,8 @@ def serve(
     application = create_app(backends, log=RequestLog(log), api_key=api_key, telemetry=tel)
     err.print(f"serving {', '.join(backends)} at http://{host}:{port}/v1" + (" (bearer key required)" if api_key else ""))
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        uvicorn.run(application, host=host, port=port, log_level="debug" if log_level == "debug" else "warning",
+                    access_log=False)
     finally:
         if tel is not None:
             tel.close()

@@ -19,9 +19,19 @@ Token timing (DESIGN.md §4) is taken here, with an injectable clock:
 * the request (batch) starts after tokenization with the inputs on the device;
 * a token's timestamp is when its id is available on the host (``.tolist()`` after the
   step, which synchronises a CUDA device);
-* ``ttft_s`` = first token time − start (prefill included), ``latency_s`` = that
-  sequence's own last token time − start, ``itl_s`` = gaps between consecutive tokens of
-  that sequence, so ``ttft_s + sum(itl_s) == latency_s`` by construction;
+* an *emission* is the set of a sequence's tokens one model pass produced: one token per step
+  normally, several when a policy's ``forward`` returns logits an earlier pass already computed
+  (``"reused": True`` in its output, e.g. the accepted drafts of a speculative round). Its time
+  is the stamp of its last token;
+* ``ttft_s`` = first emission's time − start (prefill included), ``latency_s`` = that
+  sequence's own last emission's time − start; ``itl_s`` has one entry per token after the
+  first: a token of emission j (j ≥ 1) of k tokens gets (time_j − time_{j−1}) / k (the convention
+  of vLLM's and SGLang's serving benchmarks for chunked streaming: per-token ITL = the chunk's
+  gap / its tokens), the other tokens of the first emission get 0 — so
+  ``ttft_s + sum(itl_s) == latency_s`` and ``len(itl_s) == output_tokens − 1`` by construction;
+* a sequence whose first generated token is EOS (``output_tokens = 0``) still took that step:
+  ``ttft_s = latency_s`` = the time its EOS was available, ``itl_s = []`` (not ``None``: the
+  request stays in the percentiles);
 * ``tpot_s = (latency_s − ttft_s) / (output_tokens − 1)`` for more than one output token,
   else ``None`` (the vLLM / MLPerf convention).
 
@@ -50,8 +60,9 @@ class SequenceResult:
         text: decoded output, cut before the first stop string.
         finish_reason: ``stop`` (EOS or stop string), ``length`` (token cap), or ``error``.
         input_tokens: prompt length in tokens (padding excluded).
-        ttft_s, latency_s, tpot_s: seconds (see module docstring).
-        itl_s: inter-token gaps in seconds, ``len == max(output_tokens - 1, 0)``.
+        ttft_s, latency_s, tpot_s: seconds (see module docstring); ``None`` only if the row
+            never took a step.
+        itl_s: per-token inter-token latencies in seconds, ``len == max(output_tokens - 1, 0)``.
         counters: the policy's per-sequence counters (e.g. ``reasoning_tokens``).
     """
 
@@ -78,6 +89,8 @@ class RowState:
     input_tokens: int
     token_ids: list[int] = field(default_factory=list)
     token_times: list[float] = field(default_factory=list)
+    emissions: list[list[float]] = field(default_factory=list)  # [time_s, tokens] per emission
+    end_time: float | None = None  # when an EOS ended the row (its own last step)
     forced: list[int] = field(default_factory=list)  # queue of ids the policy forces next
     max_new_tokens: int = 0
     finish_reason: str | None = None
@@ -128,7 +141,9 @@ class DecodePolicy:
 
     def forward(self, model, **inputs) -> Any:
         """Run the model on one prefill or decode step; returns a mapping with ``logits``
-        (``[batch, seq, vocab]``) and the KV cache (``cache`` or ``past_key_values``).
+        (``[batch, seq, vocab]``) and the KV cache (``cache`` or ``past_key_values``), and
+        ``"reused": True`` when these logits come from an earlier pass (the tokens chosen from
+        them then belong to that pass's emission: see the module docstring on ITL).
 
         Default: the model's own forward. Techniques that change how much of the model a
         token gets (early exit) override this.
@@ -248,14 +263,24 @@ def eos_ids(model, tokenizer) -> list[int]:
     return ids
 
 
-def _cache_kwarg(module) -> str:
-    """Name of a module's KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+def cache_kwarg(module) -> str:
+    """Name of a module's KV-cache keyword argument: ``cache`` (transformers >= 5.2x) or
+    ``past_key_values`` (older releases), read from ``module.forward``'s signature.
+
+    Use it to pass a cache back in: ``model(..., **{cache_kwarg(model): cache})``.
+    """
     import inspect
 
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
-def _cache_of(output):
+def cache_of(output):
+    """The KV cache in a forward's ``output`` (or in the keyword ``inputs`` of one): its ``cache``
+    entry when set (transformers >= 5.2x), else ``past_key_values``.
+
+    Raises:
+        KeyError: neither is present.
+    """
     cache = output["cache"] if "cache" in output else None
     return cache if cache is not None else output["past_key_values"]
 
@@ -326,14 +351,15 @@ def generate(
         torch.cuda.synchronize(device)
     start = clock()
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     out = policy.forward(
         model, input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
     )
-    cache = _cache_of(out)
+    cache = cache_of(out)
     logits = out["logits"][:, -1, :].float()
     policy.begin(rows)
     next_positions = position_ids[:, -1:] + 1
+    reused = False  # the logits of this step came from an earlier pass (same emission)
     while True:
         chosen = policy.choose(rows, logits)
         now = clock()  # ids are on the host: choose() returned Python ints
@@ -344,10 +370,16 @@ def generate(
                 continue
             if token in eos:
                 row.finish_reason = "stop"
+                row.end_time = now
                 feed.append(pad_id)
                 continue
             row.token_ids.append(token)
             row.token_times.append(now)
+            if reused and row.emissions:
+                row.emissions[-1][0] = now
+                row.emissions[-1][1] += 1
+            else:
+                row.emissions.append([now, 1])
             feed.append(token)
             read = text_of(row)
             if settings.stop_strings:
@@ -370,8 +402,9 @@ def generate(
             use_cache=True,
             **{cache_kw: cache},
         )
-        cache = _cache_of(out)
+        cache = cache_of(out)
         logits = out["logits"][:, -1, :].float()
+        reused = bool(out.get("reused", False)) if hasattr(out, "get") else False
         next_positions = next_positions + 1
 
     results = []
@@ -379,11 +412,7 @@ def generate(
         policy.finish(row)
         text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
         text, _ = _cut_at_stop(text, settings.stop_strings)
-        times = row.token_times
-        ttft = times[0] - start if times else None
-        latency = times[-1] - start if times else None
-        itl = [b - a for a, b in zip(times, times[1:])]
-        tpot = (latency - ttft) / (len(times) - 1) if len(times) > 1 else None
+        ttft, latency, itl, tpot = token_timing(start, row.emissions, row.end_time)
         results.append(
             SequenceResult(
                 token_ids=list(row.token_ids),
@@ -398,6 +427,31 @@ def generate(
             )
         )
     return results
+
+
+def token_timing(
+    start: float, emissions: Sequence[Sequence[float]], end_time: float | None = None
+) -> tuple[float | None, float | None, list[float], float | None]:
+    """``(ttft_s, latency_s, itl_s, tpot_s)`` of one sequence (rules: the module docstring).
+
+    Args:
+        start: the request's start, s.
+        emissions: ``(time_s, tokens)`` per emission, in order (``tokens >= 1``).
+        end_time: when an EOS ended a sequence that emitted nothing (``output_tokens = 0``).
+    """
+    if not emissions:
+        if end_time is None:
+            return None, None, [], None
+        return end_time - start, end_time - start, [], None
+    (t0, k0), rest = emissions[0], emissions[1:]
+    itl = [0.0] * (int(k0) - 1)
+    previous = t0
+    for t, k in rest:
+        itl.extend([(t - previous) / k] * int(k))
+        previous = t
+    ttft, latency = t0 - start, previous - start
+    n = len(itl) + 1
+    return ttft, latency, itl, (latency - ttft) / (n - 1) if n > 1 else None
 
 
 def batched(items: list[Any], size: int) -> list[list[Any]]:

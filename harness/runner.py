@@ -61,7 +61,8 @@ def run_suite(
     device: str | None = None,
     console: Console | None = None,
     telemetry_series: bool = False,
-    executor: str = "local",
+    executor: str | None = None,
+    executor_options: dict | None = None,
 ) -> RunReport:
     """Run (or resume) a suite into ``results_root``.
 
@@ -74,7 +75,10 @@ def run_suite(
         console: where progress and the summary go.
         telemetry_series: also write each cell's probe readings to
             ``<run>/telemetry/<cell_hash>.parquet`` (see :mod:`harness.telemetry.series`).
-        executor: a name registered in :data:`harness.executors.EXECUTORS`.
+        executor: a name registered in :data:`harness.executors.EXECUTORS` (default: the
+            suite's ``executor.name``, else ``local``).
+        executor_options: overrides of the suite's ``executor:`` settings (e.g. ``address``,
+            ``max_retries``); ``None`` values are ignored.
 
     Raises:
         SuiteError: the suite, device or executor is invalid (before any model is loaded).
@@ -83,10 +87,12 @@ def run_suite(
     console = console or Console()
     _quiet_libraries()
     suite = load(suite_path)
+    overrides = {k: v for k, v in {**(executor_options or {}), "name": executor}.items() if v is not None}
+    settings = suite.executor.model_copy(update=overrides)
     try:
-        runner = EXECUTORS.get(executor)()
+        runner = EXECUTORS.get(settings.name)(settings, suite.resources)
     except UnknownNameError as exc:
-        raise SuiteError(f"--executor: {exc}") from None
+        raise SuiteError(f"executor: {exc}") from None
     cells = expand(suite, limit=limit)
     device_setting = device or suite.defaults.device
     shash = suite_hash(suite, limit)

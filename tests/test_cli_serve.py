@@ -34,6 +34,7 @@ def _serve(*args: str):
         (["--max-tokens", "-3"], "--max-tokens must be a positive integer"),
         (["--max-prompt-tokens", "-5"], "--max-prompt-tokens must be a positive integer"),
         (["--max-prompt-tokens", "0"], "--max-prompt-tokens must be a positive integer"),
+        (["--log-level", "loud"], "--log-level: unknown log level 'loud'"),
     ],
 )
 def test_serve_rejects_bad_flags_with_rc_2(no_model_load, args, message):

@@ -459,3 +459,47 @@ def test_sampled_cells_are_not_greedy_for_the_determinism_report():
     assert _is_greedy(pd.DataFrame({"params_json": ["{}"], "temperature": [0.0]}))
     assert _is_greedy(pd.DataFrame({"params_json": ["{}"]}))  # files before 1.4
     assert not _is_greedy(pd.DataFrame({"params_json": ["{}"], "temperature": [0.7]}))
+
+
+def _busy_repeats(root: Path, run_id: str, latencies: list[float], busy: list[bool], correct=None) -> Path:
+    correct = grades(50, 0.5, 8) if correct is None else correct
+    cells = []
+    for r, (lat, flag) in enumerate(zip(latencies, busy)):
+        cell, samples = make_cell("int8", correct, repeat=r, latency_s=lat)
+        cell.update(flag_interference=flag, other_cpu_share=0.4 if flag else 0.01)
+        cells.append((cell, samples))
+    return write_run(root, run_id, cells)
+
+
+@pytest.mark.parametrize("busy_side", ["candidate", "baseline"])
+def test_costs_of_cells_measured_on_a_busy_machine_are_not_compared(tmp_path, busy_side):
+    """A 50 % slower candidate fails on a quiet machine; with other load flagged on either side
+    (flag_interference) its costs are not comparable, while its accuracy is still compared."""
+    quiet = [False] * 3
+    one_busy = [False, True, False]
+    b = _busy_repeats(tmp_path / "b", "b", [1.0, 1.02, 0.98], one_busy if busy_side == "baseline" else quiet)
+    c = _busy_repeats(tmp_path / "c", "c", [1.5, 1.52, 1.48], one_busy if busy_side == "candidate" else quiet)
+    code, out = gate(b, c, "--json", tmp_path / "r.json")
+    assert code == 0, out
+    checks = json.loads((tmp_path / "r.json").read_text())["checks"]
+    costs = [x for x in checks if x["metric"] in ("latency_p50_s", "latency_p90_s", "ttft_p50_s", "energy_per_token_j")]
+    assert costs and all(x["status"] == "not_comparable" for x in costs)
+    assert all(f"flag_interference: 1 {busy_side} cell" in x["note"] for x in costs)
+    assert [x["status"] for x in checks if x["metric"] == "accuracy"] == ["pass"]
+    # the same figures on a quiet machine: the slowdown fails
+    qc = _busy_repeats(tmp_path / "qc", "qc", [1.5, 1.52, 1.48], quiet)
+    qb = _busy_repeats(tmp_path / "qb", "qb", [1.0, 1.02, 0.98], quiet)
+    assert gate(qb, qc)[0] == 1
+
+
+def test_busy_machine_still_fails_an_accuracy_drop(tmp_path):
+    base = grades(200, 0.8, 3)
+    worse = base.copy()
+    worse[:60] = 0.0
+    b = _busy_repeats(tmp_path / "b", "b", [1.0, 1.0, 1.0], [True] * 3, base)
+    c = _busy_repeats(tmp_path / "c", "c", [1.0, 1.0, 1.0], [True] * 3, worse)
+    code, out = gate(b, c, "--json", tmp_path / "r.json")
+    assert code == 1, out
+    checks = json.loads((tmp_path / "r.json").read_text())["checks"]
+    assert [x["status"] for x in checks if x["metric"] == "accuracy"] == ["fail"]
+    assert all(x["status"] == "not_comparable" for x in checks if x["metric"] == "latency_p50_s")

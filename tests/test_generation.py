@@ -60,10 +60,117 @@ def test_zero_and_one_token_outputs(tiny):
     first = generate(model, tok, prompt, GenerationSettings(max_new_tokens=1, eos_token_ids=[]))[0]
     assert first.output_tokens == 1 and first.tpot_s is None and first.itl_s == []
     assert first.ttft_s == first.latency_s
-    # Make the first greedy token an EOS: zero output tokens, no timings, finish "stop".
-    eos_first = generate(model, tok, prompt, GenerationSettings(max_new_tokens=4, eos_token_ids=[first.token_ids[0]]))[0]
+    # Make the first greedy token an EOS: zero output tokens, finish "stop", and the step it took is
+    # real: ttft = latency = the time the EOS was on the host (not null: the request stays in the
+    # percentiles).
+    ticks = itertools.count()
+    clock = lambda: float(next(ticks)) * 0.5  # noqa: E731  start 0.0, the EOS step at 0.5
+    eos_first = generate(model, tok, prompt, GenerationSettings(max_new_tokens=4, eos_token_ids=[first.token_ids[0]]),
+                         clock=clock)[0]
     assert eos_first.output_tokens == 0 and eos_first.finish_reason == "stop"
-    assert eos_first.ttft_s is None and eos_first.latency_s is None and eos_first.tpot_s is None
+    assert eos_first.ttft_s == eos_first.latency_s == pytest.approx(0.5)
+    assert eos_first.tpot_s is None and eos_first.itl_s == []
+
+
+def test_eos_first_rows_in_a_batch_keep_their_own_time(tiny):
+    """In a batch, a row whose first token is EOS ends at that step; its neighbours go on."""
+    model, tok = tiny
+    prompts = _ids(tok, ["xyz", "The cat sat on"])
+    free = generate(model, tok, prompts, GenerationSettings(max_new_tokens=4, eos_token_ids=[]))
+    eos = free[0].token_ids[0]
+    assert eos not in free[1].token_ids[:3], "pick prompts whose continuations differ"
+    ticks = itertools.count()
+    clock = lambda: float(next(ticks))  # noqa: E731  start 0, steps at 1, 2, 3, ...
+    out = generate(model, tok, prompts, GenerationSettings(max_new_tokens=4, eos_token_ids=[eos]), clock=clock)
+    assert out[0].output_tokens == 0 and (out[0].ttft_s, out[0].latency_s) == (1.0, 1.0)
+    assert out[1].ttft_s == 1.0 and out[1].latency_s == float(out[1].output_tokens)
+    assert out[1].ttft_s + sum(out[1].itl_s) == pytest.approx(out[1].latency_s)
+
+
+def test_eos_first_request_stays_in_the_latency_percentiles(tiny):
+    """Four requests decoded one by one on a scripted clock (1 s per call); two emit EOS at their
+    first step (1 s), two decode 4 tokens (4 s). The EOS-first requests count in the cell's
+    percentiles: p50 = 2.5 s over all four (dropping them, as a null did, pushed it to 4 s)."""
+    from harness.core.rows import cell_metrics
+
+    model, tok = tiny
+    prompts = _ids(tok, ["xyz", "xyz", "The cat sat on", "Numbers: 1, 2, 3,"])
+    eos = generate(model, tok, prompts[:1], GenerationSettings(max_new_tokens=1, eos_token_ids=[]))[0].token_ids[0]
+    rows = []
+    for prompt in prompts:
+        ticks = itertools.count()
+        r = generate(model, tok, [prompt], GenerationSettings(max_new_tokens=4, eos_token_ids=[eos]),
+                     clock=lambda: float(next(ticks)))[0]
+        rows.append({"correct": 1.0, "output_tokens": r.output_tokens, "finish_reason": r.finish_reason,
+                     "latency_s": r.latency_s, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "itl_s": r.itl_s})
+    assert [r["output_tokens"] for r in rows] == [0, 0, 4, 4]
+    m = cell_metrics(rows, 10.0)
+    assert m["latency_p50_s"] == pytest.approx(2.5) and m["ttft_p50_s"] == 1.0
+
+
+def test_itl_percentiles_pool_every_samples_gaps():
+    """Cell ITL percentiles are over all samples' per-token ITLs pooled (a long output weighs by
+    its tokens); samples without ITL (nothing generated, or read back as arrays) are handled."""
+    import numpy as np
+
+    from harness.core.rows import cell_metrics
+
+    rows = [
+        {"correct": 1.0, "output_tokens": 5, "itl_s": [0.1, 0.1, 0.1, 0.1]},
+        {"correct": 0.0, "output_tokens": 3, "itl_s": np.array([0.3, 0.5])},  # as read from Parquet
+        {"correct": 1.0, "output_tokens": 1, "itl_s": []},
+        {"correct": 1.0, "output_tokens": None, "itl_s": None},  # a log-likelihood sample
+    ]
+    m = cell_metrics(rows, 1.0)
+    pooled = [0.1, 0.1, 0.1, 0.1, 0.3, 0.5]
+    assert m["itl_p50_s"] == pytest.approx(float(np.percentile(pooled, 50)))
+    assert m["itl_p90_s"] == pytest.approx(float(np.percentile(pooled, 90)))
+    assert m["itl_p99_s"] == pytest.approx(float(np.percentile(pooled, 99)))
+    assert cell_metrics([{"correct": 1.0, "itl_s": None}], 1.0)["itl_p50_s"] is None
+
+
+def test_chunked_emission_itl_is_the_gap_over_its_tokens(tiny):
+    """A policy whose forward returns logits an earlier pass computed ("reused") makes the
+    token chosen from them part of that pass's emission: each token of a k-token emission
+    gets the gap / k, and ttft + Σ itl == latency."""
+    model, tok = tiny
+    now = [0.0]
+
+    class TwoPerPass(DecodePolicy):
+        """Every other decode step is 'free': its logits come with the previous pass."""
+
+        def __init__(self):
+            self.step = 0
+
+        def forward(self, model, **inputs):
+            self.step += 1
+            out = model(**inputs)
+            if self.step > 1 and self.step % 2 == 1:  # a stored result: no time passes
+                return {"logits": out.logits, "past_key_values": out.past_key_values, "reused": True}
+            now[0] += 1.0  # a real pass: one second
+            return out
+
+    settings = GenerationSettings(max_new_tokens=7, eos_token_ids=[])
+    out = generate(model, tok, _ids(tok, ["q"]), settings, TwoPerPass(), clock=lambda: now[0])[0]
+    # prefill (t=1) emits 1 token; passes at t=2, 3, 4 emit 2 tokens each
+    assert out.output_tokens == 7 and out.ttft_s == 1.0 and out.latency_s == 4.0
+    assert out.itl_s == pytest.approx([0.5] * 6)
+    assert out.ttft_s + sum(out.itl_s) == pytest.approx(out.latency_s)
+
+
+def test_token_timing_rules():
+    from harness.generation import token_timing
+
+    # emissions (time, tokens): a first chunk of 3 arrives with the first token (ITL 0 for 2),
+    # then 2 tokens 1 s later (0.5 each), then 1 token 0.3 s later
+    ttft, latency, itl, tpot = token_timing(10.0, [(10.5, 3), (11.5, 2), (11.8, 1)])
+    assert (ttft, latency) == pytest.approx((0.5, 1.8))
+    assert itl == pytest.approx([0.0, 0.0, 0.5, 0.5, 0.3])
+    assert tpot == pytest.approx(1.3 / 5)
+    ttft, latency, itl, tpot = token_timing(10.0, [], end_time=10.25)  # EOS first
+    assert (ttft, latency, itl, tpot) == (0.25, 0.25, [], None)
+    assert token_timing(10.0, []) == (None, None, [], None)
+    assert token_timing(0.0, [(0.4, 1)]) == (0.4, 0.4, [], None)
 
 
 def test_stop_string_cuts_text_and_ends_row(tiny):

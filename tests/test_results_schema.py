@@ -30,6 +30,8 @@ energy_integral_j energy_assumed_power_w avg_power_w idle_power_w idle_power_sou
 co2_source peak_rss_bytes peak_rss_source peak_allocated_bytes peak_reserved_bytes
 peak_device_used_bytes peak_process_device_used_bytes gpu_util_mean sampler_period_s
 sampler_achieved_period_s sampler_missed_ticks flag_short_window flag_counter_reset
+flag_energy_disagree flag_memory_order other_cpu_share other_gpu_processes other_gpu_memory_bytes
+other_gpu_util_max flag_interference itl_p50_s itl_p90_s itl_p99_s
 energy_per_token_j energy_per_sample_j energy_per_correct_j warmup_requests warmup_time_s
 calibration_json calibration_time_s
 """.split() + """

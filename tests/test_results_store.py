@@ -129,7 +129,7 @@ def test_completed_cell_never_overwritten(store):
 
 
 def test_samples_written_before_cell_marker(store, monkeypatch):
-    real = store_mod._atomic_write_parquet
+    real = store_mod.atomic_write_parquet
     calls = []
 
     def crash_on_cell(final, table):
@@ -138,14 +138,14 @@ def test_samples_written_before_cell_marker(store, monkeypatch):
             raise KeyboardInterrupt("simulated crash before the marker")
         real(final, table)
 
-    monkeypatch.setattr(store_mod, "_atomic_write_parquet", crash_on_cell)
+    monkeypatch.setattr(store_mod, "atomic_write_parquet", crash_on_cell)
     with pytest.raises(KeyboardInterrupt):
         store.write_cell(cell_row("c1"), sample_rows())
     assert calls == ["samples", "cells"]
     assert store.samples_path("c1").is_file()
     assert not store.cell_path("c1").exists()
     assert store.completed_cells() == set()  # no marker: re-runs on resume
-    monkeypatch.setattr(store_mod, "_atomic_write_parquet", real)
+    monkeypatch.setattr(store_mod, "atomic_write_parquet", real)
     store.write_cell(cell_row("c1"), sample_rows())
     assert store.completed_cells() == {"c1"}
 

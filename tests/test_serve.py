@@ -107,14 +107,14 @@ def test_tool_call_round_trip(served):
     assert sent.messages[4]["tool_call_id"] == "call_1"
 
 
-def test_litellm_style_extras_accepted(served):
+def test_litellm_style_fields_accepted(served):
     client, backend, _, _ = served
     out = client.chat.completions.create(
         model="fake", messages=[{"role": "user", "content": [{"type": "text", "text": "x"}]}], max_tokens=40,
-        max_completion_tokens=30, stream=False, n=1, stop=["\n"], extra_body={"drop_params": True, "whatever": 1},
+        max_completion_tokens=30, stream=False, n=1, stop=["\n"], top_p=0.9,
     )
     assert out.choices[0].finish_reason == "stop"
-    assert backend.requests[-1].max_tokens == 30
+    assert (backend.requests[-1].max_tokens, backend.requests[-1].stop, backend.requests[-1].top_p) == (30, ["\n"], 0.9)
 
 
 def test_unknown_model_is_404(served):
@@ -127,7 +127,7 @@ def test_unknown_model_is_404(served):
 
 @pytest.mark.parametrize(
     "extra, fragment",
-    [({"stream": True}, "stream"), ({"n": 2}, "n="), ({"messages": []}, "messages"),
+    [({"stream": "yes"}, "stream"), ({"n": 2}, "n="), ({"messages": []}, "messages"),
      ({"messages": [{"role": "robot", "content": "x"}]}, "role"), ({"temperature": -1}, "temperature"),
      ({"tool_choice": "required"}, "tool_choice"), ({"messages": [{"role": "user", "content": "boom"}]}, "boom")],
 )
@@ -407,7 +407,7 @@ def _scripted_decodes(monkeypatch, backend, texts):
 
     seen = []
 
-    def fake(prompt_ids, cap, request, stops):
+    def fake(prompt_ids, cap, request, stops, on_token=None):
         text = texts[len(seen)][:cap]
         seen.append(cap)
         return SimpleNamespace(text=text, output_tokens=len(text), ttft_s=0.0, finish_reason="stop")

@@ -129,3 +129,25 @@ def test_served_effort_mode_reads_and_answers_as_evaluated(embedded):
     assert out.usage.prompt_tokens == len(ids)
     assert out.choices[0].message.content == evaluated.text.strip()
     assert out.usage.completion_tokens == evaluated.output_tokens
+
+
+def test_streamed_reply_equals_the_non_streamed_one(served):
+    """SmolLM2's byte-level BPE streamed token by token (incremental detokenization, stop strings
+    held back): the joined deltas are the non-streamed content, usage and finish reason equal,
+    and the required call arrives as stream-form tool calls."""
+    client, log = served
+    for extra in ({}, {"stop": [" the", "."]}, {"temperature": 0.8, "seed": 3}):
+        messages = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]
+        plain = client.chat.completions.create(model="baseline", messages=messages, max_tokens=16, **extra)
+        chunks = list(client.chat.completions.create(model="baseline", messages=messages, max_tokens=16, stream=True,
+                                                     stream_options={"include_usage": True}, **extra))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text.strip() == plain.choices[0].message.content and "\ufffd" not in text
+        assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+        assert chunks[-2].choices[0].finish_reason == plain.choices[0].finish_reason
+        assert log.records("baseline")[-1].stream
+    with client.chat.completions.stream(model="baseline", messages=[{"role": "user", "content": "Where is #W123?"}],
+                                        tools=TOOLS, tool_choice="required", max_tokens=24, temperature=0) as stream:
+        final = stream.get_final_completion()
+    [call] = final.choices[0].message.tool_calls
+    assert final.choices[0].finish_reason == "tool_calls" and isinstance(json.loads(call.function.arguments), dict)

@@ -103,8 +103,10 @@ def test_prompt_lookup_takes_fewer_target_passes_than_tokens():
     assert c["acceptance_length_mean"] > 0 and c["draft_forward_calls"] == 0
 
 
-def test_tokens_are_stamped_when_their_verification_pass_ends():
-    """Clock = target passes finished so far: a round's tokens share their pass's time."""
+def test_a_rounds_tokens_share_its_gap_per_token():
+    """Clock = target passes finished so far. A verification pass that releases k tokens gives
+    each of them ITL = the pass's gap / k (vLLM / SGLang's convention for chunked output), never
+    one full gap and k − 1 zero gaps; ttft + Σ itl == latency still holds."""
     base = TinyBase(seed=2, layers=4)
     tok = base.tokenizer
     ids = [tok("abc abc abc", add_special_tokens=False)["input_ids"]]
@@ -117,13 +119,19 @@ def test_tokens_are_stamped_when_their_verification_pass_ends():
         )[0]
     finally:
         passes.close()
-    times = [out.ttft_s]
-    for gap in out.itl_s:
-        times.append(times[-1] + gap)
     assert out.ttft_s == 1.0  # the prefill pass
-    assert sorted(set(times)) == [float(i) for i in range(1, len(passes) + 1)]  # every pass released tokens
-    assert times == sorted(times) and len(times) == out.output_tokens
-    assert len(passes) < out.output_tokens  # so some tokens arrived together (zero gaps)
+    assert out.latency_s == float(len(passes))  # the last pass released the last token
+    assert out.ttft_s + sum(out.itl_s) == pytest.approx(out.latency_s)
+    assert len(out.itl_s) == out.output_tokens - 1 and min(out.itl_s) > 0  # no zero gaps
+    rounds, i = [], 0  # each pass after prefill: k tokens, each 1/k of the pass's 1 s gap
+    while i < len(out.itl_s):
+        k = round(1 / out.itl_s[i])
+        assert out.itl_s[i : i + k] == pytest.approx([1 / k] * k)
+        rounds.append(k)
+        i += k
+    assert len(rounds) == len(passes) - 1 and sum(rounds) == out.output_tokens - 1
+    assert max(rounds) > 1  # some pass released several tokens
+    assert out.tpot_s == pytest.approx((out.latency_s - out.ttft_s) / (out.output_tokens - 1))
 
 
 def test_model_draft_identical_to_target_accepts_everything(tmp_path):

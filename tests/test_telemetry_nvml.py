@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
-from unittest.mock import create_autospec
 
 import pynvml
 import pytest
@@ -17,86 +15,7 @@ from harness.telemetry.process_sampler import ProcessSampler
 from harness.telemetry.sampler import Sampler
 from harness.telemetry.window import NVML_MIN_COUNTER_WINDOW_S, combine_gpu_energy
 
-GIB = 1024**3
-
-
-class FakeGpus:
-    """Scripted NVML state: energy counters integrate power over fake time."""
-
-    def __init__(self, n: int = 4, power_w: float = 100.0) -> None:
-        self.n = n
-        self.handles = [SimpleNamespace(i=i) for i in range(n)]
-        self.uuids = [f"GPU-fake-{i}" for i in range(n)]
-        self.power_w = [power_w + 10 * i for i in range(n)]
-        self.energy_mj = [1_000_000.0 * (i + 1) for i in range(n)]
-        self.counter_supported = [True] * n
-        self.instant_supported = [True] * n
-        self.mem_used = [GIB * (i + 1) for i in range(n)]
-        self.proc_used = [GIB // 2] * n
-        self.util = [50] * n
-        self.init_error: Exception | None = None
-
-    def step(self, clock: FakeClock, dt: float) -> None:
-        clock.advance(dt)
-        for i in range(self.n):
-            self.energy_mj[i] += self.power_w[i] * dt * 1000.0
-
-    def module(self):
-        m = create_autospec(pynvml)
-        for name in ("NVMLError", "NVMLError_NotSupported", "NVMLError_LibraryNotFound",
-                     "NVML_SUCCESS", "NVML_FI_DEV_POWER_INSTANT"):
-            setattr(m, name, getattr(pynvml, name))
-
-        def init():
-            if self.init_error is not None:
-                raise self.init_error
-
-        def energy(h):
-            if not self.counter_supported[h.i]:
-                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-            return int(self.energy_mj[h.i])
-
-        def fields(h, ids):
-            assert ids == [pynvml.NVML_FI_DEV_POWER_INSTANT]
-            ok = self.instant_supported[h.i]
-            return [SimpleNamespace(nvmlReturn=0 if ok else pynvml.NVML_ERROR_NOT_SUPPORTED,
-                                    value=SimpleNamespace(uiVal=int(self.power_w[h.i] * 1000)))]
-
-        def by_uuid(u):
-            if u not in self.uuids:
-                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
-            return self.handles[self.uuids.index(u)]
-
-        m.nvmlInit.side_effect = init
-        m.nvmlDeviceGetCount.side_effect = lambda: self.n
-        m.nvmlDeviceGetHandleByIndex.side_effect = lambda i: self.handles[i]
-        m.nvmlDeviceGetHandleByUUID.side_effect = by_uuid
-        m.nvmlDeviceGetUUID.side_effect = lambda h: self.uuids[h.i]
-        m.nvmlDeviceGetName.side_effect = lambda h: "Fake H200"
-        m.nvmlDeviceGetTotalEnergyConsumption.side_effect = energy
-        m.nvmlDeviceGetFieldValues.side_effect = fields
-        m.nvmlDeviceGetPowerUsage.side_effect = lambda h: int(self.power_w[h.i] * 1000)
-        m.nvmlDeviceGetMemoryInfo.side_effect = lambda h: SimpleNamespace(used=self.mem_used[h.i], total=141 * GIB)
-        m.nvmlDeviceGetComputeRunningProcesses.side_effect = lambda h: [
-            SimpleNamespace(pid=os.getpid(), usedGpuMemory=self.proc_used[h.i]),
-            SimpleNamespace(pid=1, usedGpuMemory=7 * GIB),
-        ]
-        m.nvmlDeviceGetGraphicsRunningProcesses.side_effect = lambda h: []
-        m.nvmlDeviceGetUtilizationRates.side_effect = lambda h: SimpleNamespace(gpu=self.util[h.i], memory=0)
-        m.nvmlDeviceGetEnforcedPowerLimit.side_effect = lambda h: 700_000
-        m.nvmlSystemGetDriverVersion.side_effect = lambda: "580.1"
-        m.nvmlSystemGetCudaDriverVersion.side_effect = lambda: 13000
-        return m
-
-
-@pytest.fixture
-def gpus(monkeypatch):
-    fake = FakeGpus()
-    mod = fake.module()
-    monkeypatch.setattr(nvml_mod, "_import_pynvml", lambda: mod)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    fake.mock = mod
-    return fake
+from fake_nvml import GIB, FakeGpus, gpus  # noqa: F401  (gpus is a fixture)
 
 
 def _tel(clock, device="cuda", cvd="0"):
@@ -184,16 +103,19 @@ def test_short_window_flagged_and_estimated(gpus):
     assert res.energy_counter_j == pytest.approx(50.0)  # still recorded
 
 
-def test_cuda_visible_devices_selects_only_those(gpus):
+def test_cuda_visible_devices_selects_only_the_used_gpu(gpus):
     clock = FakeClock()
-    tel = _tel(clock, device="cuda", cvd="1,3")
-    assert [d.nvml_index for d in tel.gpus] == [1, 3]
+    tel = _tel(clock, device="cuda:1", cvd="1,3")
+    assert [d.nvml_index for d in tel.gpus] == [3]
     res = _run(tel, gpus, clock)
     tel.close()
-    # devices 1 and 3 draw 110 W and 130 W for 2 s
-    assert res.energy_j == pytest.approx(480.0)
-    assert [g["uuid"] for g in res.details["gpus"]] == ["GPU-fake-1", "GPU-fake-3"]
-    assert res.peak_device_used_bytes == 2 * GIB + 4 * GIB
+    assert res.energy_j == pytest.approx(260.0)  # device 3 draws 130 W for 2 s; device 1 is not ours
+    assert [g["uuid"] for g in res.details["gpus"]] == ["GPU-fake-3"]
+    assert res.peak_device_used_bytes == 4 * GIB
+    # "cuda" is the current CUDA device (where .to("cuda") puts the model), not every visible GPU
+    tel = _tel(clock, device="cuda", cvd="1,3")
+    assert [d.nvml_index for d in tel.gpus] == [1]
+    tel.close()
 
 
 def test_cuda_visible_devices_from_env_and_uuids(gpus, monkeypatch):
@@ -296,6 +218,7 @@ def test_gpu_provenance_from_nvml(gpus, monkeypatch):
     assert prov["nvml"] is True
     assert prov["gpu_driver"] == "580.1" and prov["cuda_driver"] == "13.0"
     assert prov["gpus"] == [{"nvml_index": 2, "name": "Fake H200", "uuid": "GPU-fake-2",
+                             "pci_bus_id": "00000000:38:00.0", "cuda_index": 0, "mapped_by": "pci_order",
                              "power_limit_w": 700.0, "memory_total_bytes": 141 * GIB}]
 
 
@@ -303,7 +226,7 @@ def test_gpu_telemetry_samples_in_a_child_process_and_cpu_in_a_thread(gpus):
     tel = Telemetry("cuda", sample_period_s=0.05, cuda_visible_devices="1,3")
     try:
         assert isinstance(tel.sampler, ProcessSampler)
-        assert tel.sampler.spec["uuids"] == ["GPU-fake-1", "GPU-fake-3"]  # only the devices the run uses
+        assert tel.sampler.spec["uuids"] == ["GPU-fake-1"]  # only the device the run uses (cuda = cuda:0)
         assert tel.sampler.spec["pid"] == os.getpid()
         assert set(tel.sampler.probes) >= {"power_w", "mem_used_bytes", "proc_mem_bytes", "util"}
     finally:

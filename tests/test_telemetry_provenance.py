@@ -29,16 +29,20 @@ def test_collect_provenance_is_json_and_hashes_host(tmp_path):
     assert prov["hardware_id"] == hardware_id(prov)
 
 
-def test_hardware_id_stable_and_host_sensitive():
+def test_hardware_id_names_the_hardware_class(monkeypatch):
+    monkeypatch.delenv("HARNESS_TEST_NODE_ID", raising=False)
     base = {"cpu_model": "Xeon", "cpu_logical_cores": 8, "cpu_physical_cores": 4, "ram_bytes": 1 << 34,
-            "gpus": [{"name": "H200", "uuid": "GPU-a"}], "machine_id_hash": "aa", "hostname_hash": "hh",
-            "git_sha": "x", "python": "3.11"}
+            "gpus": [{"name": "H200", "uuid": "GPU-a"}], "gpu_driver": "580", "machine_id_hash": "aa",
+            "hostname_hash": "hh", "git_sha": "x", "python": "3.11"}
     hid = hardware_id(base)
     assert hid == hardware_id(dict(base, git_sha="y", python="3.12"))  # software does not count
-    assert hid != hardware_id(dict(base, machine_id_hash="bb"))  # same box type, other host
-    assert hid != hardware_id(dict(base, gpus=[{"name": "H200", "uuid": "GPU-b"}]))
-    no_mid = dict(base, machine_id_hash=None)
-    assert hardware_id(no_mid) != hardware_id(dict(no_mid, hostname_hash="other"))
+    assert hid == hardware_id(dict(base, machine_id_hash="bb", hostname_hash="h2"))  # another node of the type
+    assert hid == hardware_id(dict(base, gpus=[{"name": "H200", "uuid": "GPU-b"}]))  # another GPU of the model
+    assert hid != hardware_id(dict(base, gpus=[{"name": "H100", "uuid": "GPU-a"}]))  # another GPU model
+    assert hid != hardware_id(dict(base, gpu_driver="575"))
+    assert hid != hardware_id(dict(base, cpu_model="EPYC"))
+    monkeypatch.setenv("HARNESS_TEST_NODE_ID", "node-b")  # tests only: a fake kind of node
+    assert hardware_id(base) != hid
     assert len(hid) == 16
 
 

@@ -147,6 +147,41 @@ class Adapter:
         )
 
 
+def check_companion_ref(ref: str, key: str) -> None:
+    """Suite-time check of a second model's reference (nothing loads): ``ValueError`` naming
+    ``key`` (the params field, e.g. ``draft_model``) when ``ref`` cannot be resolved."""
+    from harness.core.refs import model_ref_problem
+
+    problem = model_ref_problem(ref)
+    if problem:
+        raise ValueError(f"{key}: {problem}")
+
+
+def load_companion(ref: str, base, dtype: str | None = None):
+    """Load a second model that a technique runs next to ``base`` (a draft model, a small or a
+    large companion), where the variant can run it with ``base``.
+
+    It goes through :func:`harness.models.load` like every base model (so a GGUF file's converted
+    weights are cached under ``$HARNESS_CACHE_DIR`` and reused); it is loaded afresh on each call
+    (nothing is shared between variants) on ``base``'s device, at ``dtype`` (default: ``base``'s).
+    Checking that it fits ``base`` (e.g. the same tokenizer) is the caller's.
+
+    Args:
+        ref: the model reference (any form :func:`harness.models.load` accepts).
+        base: the shared base model (:class:`harness.models.BaseModel`; never mutated).
+        dtype: ``fp32`` | ``bf16`` | ``fp16``; ``None``: ``base.dtype``.
+
+    Returns:
+        A :class:`harness.models.BaseModel`.
+
+    Raises:
+        harness.models.ModelError: ``ref`` cannot be resolved or loaded.
+    """
+    from harness import models
+
+    return models.load(ref, dtype=dtype or base.dtype, device=base.device)
+
+
 ADAPTERS: Registry[Adapter] = Registry("adapter", Adapter)
 
 

@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 
 from harness.adapters.base import Adapter, AdapterParams, register_adapter
-from harness.generation import DecodePolicy, _cache_kwarg
+from harness.generation import DecodePolicy, cache_kwarg, cache_of
 
 
 class EarlyExitParams(AdapterParams):
@@ -45,7 +45,7 @@ class ExitPolicy(DecodePolicy):
             return model(**inputs)
         if ids.shape[0] != 1:
             raise ValueError("early_exit decodes at batch size 1")
-        return self._step(model, ids, inputs["position_ids"], inputs.get("cache", inputs.get("past_key_values")))
+        return self._step(model, ids, inputs["position_ids"], cache_of(inputs))
 
     @torch.inference_mode()
     def _step(self, model, ids, position_ids, cache):
@@ -55,7 +55,7 @@ class ExitPolicy(DecodePolicy):
         layers = inner.layers
         h = inner.embed_tokens(ids)
         pe = inner.rotary_emb(h, position_ids)
-        kw = _cache_kwarg(layers[0])
+        kw = cache_kwarg(layers[0])
         exit_at = len(layers)
         for i, layer in enumerate(layers):
             out = layer(h, attention_mask=None, position_ids=position_ids, use_cache=True, position_embeddings=pe, **{kw: cache})

@@ -54,9 +54,9 @@ from collections import deque
 import torch
 from pydantic import Field, model_validator
 
-from harness.adapters.base import Adapter, AdapterParams, register_adapter
+from harness.adapters.base import Adapter, AdapterParams, check_companion_ref, load_companion, register_adapter
 from harness.adapters.depth_subnet import truncate_layers
-from harness.generation import DecodePolicy, RowState, _cache_kwarg, _cache_of
+from harness.generation import DecodePolicy, RowState, cache_kwarg, cache_of
 
 LARGE, SMALL = "large", "small"
 DEFAULT_SMALL_LAYERS = 16
@@ -160,9 +160,9 @@ class SwitchPolicy(DecodePolicy):
             "logits_to_keep": 1,
         }
         if self.caches[which] is not None:
-            inputs[_cache_kwarg(model)] = self.caches[which]
+            inputs[cache_kwarg(model)] = self.caches[which]
         out = model(**inputs)
-        self.caches[which] = _cache_of(out)
+        self.caches[which] = cache_of(out)
         self.seen[which] = end
         self.calls[which] += 1
         return out["logits"][:, -1, :]
@@ -220,11 +220,7 @@ class EntropySwitch(Adapter):
 
     def check(self, max_new_tokens: int) -> None:
         if self.params.small_model is not None:
-            from harness.core.refs import model_ref_problem
-
-            problem = model_ref_problem(self.params.small_model)
-            if problem:
-                raise ValueError(f"small_model: {problem}")
+            check_companion_ref(self.params.small_model, "small_model")
 
     def prepare_model(self, base):
         """Build the small model (``self.small``) and return the large one (the base model).
@@ -236,9 +232,7 @@ class EntropySwitch(Adapter):
         """
         large = base.model
         if self.params.small_model is not None:
-            from harness import models
-
-            loaded = models.load(self.params.small_model, dtype=base.dtype, device=base.device)
+            loaded = load_companion(self.params.small_model, base)
             check_same_vocab(base.tokenizer, loaded.tokenizer)
             self.small = loaded.model
         else:

@@ -35,7 +35,10 @@ the target's correction/bonus token, which starts the next round. Positions and 
 mask the loop passes advance one per token, in step with the cache. Token timestamps come from
 the loop: the ``a + 1`` tokens of a round are stamped when the loop emits them, microseconds
 after the verification pass that produced them. The drafter's prefill of the prompt runs in the
-target's prefill step (it counts in TTFT). Drafts are capped so that a round never produces more
+target's prefill step (it counts in TTFT). The policy marks the stored logits ``"reused"``, so
+the loop counts the round's ``a + 1`` tokens as one emission: each gets the round's gap /
+``(a + 1)`` as its inter-token latency (the vLLM / SGLang convention for chunked output), and
+``ttft_s + Σ itl_s == latency_s`` still holds. Drafts are capped so that a round never produces more
 tokens than the row's remaining budget.
 
 Counters per request: ``draft_tokens_proposed``, ``draft_tokens_accepted`` (accepted by
@@ -56,9 +59,9 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from harness.adapters.base import Adapter, AdapterParams, register_adapter
+from harness.adapters.base import Adapter, AdapterParams, check_companion_ref, load_companion, register_adapter
 from harness.adapters.depth_subnet import truncate_layers
-from harness.generation import DecodePolicy, RowState, _cache_kwarg, _cache_of
+from harness.generation import DecodePolicy, RowState, cache_kwarg, cache_of
 
 
 class SpeculativeParams(AdapterParams):
@@ -133,7 +136,7 @@ class ModelDrafter:
     def __init__(self, model, vocab_limit: int):
         self.model, self.vocab_limit = model, vocab_limit
         self.device = next(model.parameters()).device
-        self.cache_kw = _cache_kwarg(model)
+        self.cache_kw = cache_kwarg(model)
         self.cache = None
         self.cached: list[int] = []  # the ids the draft's cache holds, in order
         self.calls = 0
@@ -147,7 +150,7 @@ class ModelDrafter:
             logits_to_keep=1, **extra,
         )
         self.calls += 1
-        self.cache = _cache_of(out)
+        self.cache = cache_of(out)
         self.cached.extend(ids)
         return out["logits"][0, -1, : self.vocab_limit]
 
@@ -209,8 +212,9 @@ class SpeculativePolicy(DecodePolicy):
             expected, logits = self.verified.pop(0)
             if expected != token:  # the loop's argmax of the target's own logits must be the draft
                 raise RuntimeError(f"speculative: loop fed token {token}, verification accepted {expected}")
-            # already verified and in the target's cache: no target pass
-            return {"logits": logits, "cache": inputs.get("cache", inputs.get("past_key_values"))}
+            # already verified and in the target's cache: no target pass; the token chosen from
+            # these logits arrived with the verification pass (same emission: per-token ITL)
+            return {"logits": logits, "cache": inputs.get("cache", inputs.get("past_key_values")), "reused": True}
         return self._verify(model, token, inputs)
 
     def _verify(self, model, token: int, inputs):
@@ -239,7 +243,7 @@ class SpeculativePolicy(DecodePolicy):
         accepted = 0
         while accepted < n and drafts[accepted] == greedy[accepted]:
             accepted += 1
-        cache = _cache_of(out)
+        cache = cache_of(out)
         crop_cache(cache, start + 1 + accepted)
         self.verified = [(drafts[i], logits[:, i + 1 : i + 2]) for i in range(accepted)]
         if n:
@@ -285,11 +289,7 @@ class Speculative(Adapter):
 
     def check(self, max_new_tokens: int) -> None:
         if self.params.draft == "model":
-            from harness.core.refs import model_ref_problem
-
-            problem = model_ref_problem(self.params.draft_model)
-            if problem:
-                raise ValueError(f"draft_model: {problem}")
+            check_companion_ref(self.params.draft_model, "draft_model")
 
     def prepare_model(self, base):
         p = self.params
@@ -302,9 +302,9 @@ class Speculative(Adapter):
                 raise ValueError(f"speculative: draft_layers={p.draft_layers} must be below the model's {depth} layers")
             self._draft_model = truncate_layers(base.model, p.draft_layers)
         elif p.draft == "model":
-            from harness.models import load, param_bytes
+            from harness.models import param_bytes
 
-            draft = load(p.draft_model, dtype=base.dtype, device=base.device)
+            draft = load_companion(p.draft_model, base)
             check_same_tokenizer(base.tokenizer, draft.tokenizer, p.draft_model)
             self._draft_model = draft.model
             self._draft_bytes = param_bytes(draft.model)

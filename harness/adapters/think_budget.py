@@ -41,6 +41,7 @@ from pydantic import Field, model_serializer, model_validator
 
 from harness.adapters.base import Adapter, AdapterParams, CellContext, register_adapter
 from harness.adapters.reasoning_format import ReasoningFormat, detect_format
+from harness.adapters.think_calibration import CACHE_FILE, calibrate_high
 from harness.generation import DecodePolicy, RowState
 
 DEFAULT_MAX_REASONING_TOKENS = 128
@@ -256,7 +257,7 @@ class ThinkBudget(Adapter):
         "answer_tokens": "tokens from the end of reasoning on (</think> or the answer cue included)",
         "budget_forced": "1 when the reasoning budget ran out and the end of reasoning was forced",
     }
-    kept_files = ("think_budget_calibration.json",)  # think_calibration.CACHE_FILE
+    kept_files = (CACHE_FILE,)
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -330,13 +331,13 @@ class ThinkBudget(Adapter):
         Raises:
             ValueError: the evaluated docs would overlap the calibration slice.
         """
-        from harness.adapters.think_calibration import calibrate_high
         from harness.core.hashing import stable_json
 
         mode = self.params.mode
         if mode not in MODE_SCALE:
             return {}
         high = ThinkBudget({**self.params.model_dump(), "mode": "high"})
+        plan = high.plan(base.tokenizer, context.max_new_tokens)
         self.calibration, spent_s = calibrate_high(
             base,
             spec,
@@ -344,7 +345,8 @@ class ThinkBudget(Adapter):
             context,
             n_docs=self.params.calibration_docs,
             system_prompt=SYSTEM_PROMPTS["high"],
-            plan=high.plan(base.tokenizer, context.max_new_tokens),
+            high_budget=plan.reasoning_budget,
+            policy_factory=lambda: BudgetPolicy(plan, base.tokenizer),
             key_extra={"answer_cue": self.params.answer_cue, "max_answer_tokens": self.params.max_answer_tokens},
         )
         record = {

@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 from harness.adapters.reasoning_format import chat_prompt, detect_format
-from harness.generation import GenerationSettings, batched, eos_ids, generate
+from harness.generation import DecodePolicy, GenerationSettings, batched, eos_ids, generate
 from harness.telemetry.clock import monotonic_s
 
 CACHE_FILE = "think_budget_calibration.json"
@@ -98,7 +98,15 @@ def _read_cache(files: dict[str, bytes] | None) -> dict[str, Any]:
 
 
 def calibrate_high(
-    base, spec, docs: list[dict], context, n_docs: int, system_prompt: str, plan, key_extra: dict[str, Any]
+    base,
+    spec,
+    docs: list[dict],
+    context,
+    n_docs: int,
+    system_prompt: str,
+    high_budget: int,
+    policy_factory: Callable[[], DecodePolicy],
+    key_extra: dict[str, Any],
 ) -> tuple[HighCalibration, float]:
     """Measure (or reuse) the High mode's mean reasoning length on the task's held-out slice.
 
@@ -106,8 +114,10 @@ def calibrate_high(
         base: the shared base model; ``spec``, ``docs``: the task and all its docs.
         context: the cell's :class:`harness.adapters.base.CellContext`.
         n_docs: size of the calibration slice.
-        system_prompt: the High mode's system prompt; ``plan``: its
-            :class:`harness.adapters.think_budget.BudgetPlan` (no budget below the cap).
+        system_prompt: the High mode's system prompt.
+        high_budget: the High mode's reasoning budget (the cap less the answer budget; recorded).
+        policy_factory: a fresh High-mode decode policy per batch (``think_budget`` passes its
+            budget forcing, whose rows report the ``reasoning_tokens`` counter measured here).
         key_extra: further settings that change the measurement (go into the cache key).
 
     Returns:
@@ -141,8 +151,6 @@ def calibrate_high(
     if cached is not None:
         return HighCalibration(**cached), 0.0
 
-    from harness.adapters.think_budget import BudgetPolicy
-
     began = monotonic_s()
     tok = base.tokenizer
     prompts = [
@@ -154,7 +162,7 @@ def calibrate_high(
     settings = GenerationSettings(max_new_tokens=context.max_new_tokens, eos_token_ids=eos_ids(base.model, tok))
     reasoning: list[float] = []
     for chunk in batched(prompts, context.batch_size):
-        for result in generate(base.model, tok, chunk, settings, BudgetPolicy(plan, tok)):
+        for result in generate(base.model, tok, chunk, settings, policy_factory()):
             reasoning.append(result.counters["reasoning_tokens"])
     spent_s = monotonic_s() - began
     calibration = HighCalibration(
@@ -164,7 +172,7 @@ def calibrate_high(
         doc_stop=stop,
         reasoning_tokens=reasoning,
         mean_reasoning_tokens=sum(reasoning) / len(reasoning),
-        high_budget=plan.reasoning_budget,
+        high_budget=high_budget,
         max_new_tokens=context.max_new_tokens,
         measured_time_s=spent_s,
     )

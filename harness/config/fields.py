@@ -28,8 +28,9 @@ class Defaults(Strict):
         seed: random seed (lm-eval's seeds; when sampling, each sample's generator seed is
             derived from it, the doc id and the sample index: :func:`harness.variant.sample_seed`).
         repeats: how many times each cell is run (timing spread; CV reported in the summary).
-        warmup: requests decoded before each cell's measured window (0 = none): excluded from
-            every figure, their wall time reported as ``warmup_time_s`` (the cold start).
+        warmup: requests decoded before each cell's measured window (0 = none), rounded up to
+            whole batches at the cell's batch size: excluded from every figure, their wall time
+            reported as ``warmup_time_s`` (the cold start).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
         samples: responses generated per doc (lm-eval ``repeats``); one sample row each, and
             the cell's accuracy is the mean over all of them. More than 1 needs ``temperature > 0``.
@@ -87,3 +88,38 @@ class Variant(Strict):
         return value
 
 
+
+
+class ExecutorSettings(Strict):
+    """Where a suite's cells run (``executor:`` in a suite; ``harness run --executor`` wins).
+
+    Not part of the run's identity: switching executors resumes the same run.
+
+    Attributes:
+        name: a registered executor (``local``: in-process; ``ray``: a Ray cluster).
+        address: Ray only: ``auto`` (the cluster this machine belongs to), ``ray://host:10001``
+            (Ray Client), or ``None`` (start a local Ray instance for the run, shut down after).
+        max_retries: Ray only: how often a group whose worker died is retried (its unfinished
+            cells) before those cells are written as errors.
+        chunk_size: Ray only: cells per Ray task; ``None`` splits each group over the cluster's
+            free worker slots. A cell's repeats always stay in one task (one GPU).
+    """
+
+    name: str = "local"
+    address: str | None = None
+    max_retries: int = Field(1, ge=0)
+    chunk_size: int | None = Field(None, ge=1)
+
+
+class Resources(Strict):
+    """What one worker asks for (``resources:`` in a suite; used by executors that place work,
+    e.g. Ray). GPU groups ask for ``num_gpus``, CPU groups only for ``num_cpus``.
+
+    Attributes:
+        num_cpus: CPU cores per worker (also its torch threads).
+        num_gpus: whole GPUs per worker of a GPU run (fractional GPUs are refused: two workers
+            on one GPU would measure each other).
+    """
+
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: int = Field(1, ge=0)

@@ -56,7 +56,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError
 
 from harness.config.errors import SuiteError, did_you_mean, validation_error
-from harness.config.fields import NAME_PATTERN, SAMPLING_KEYS, Defaults, Strict, Variant
+from harness.config.fields import NAME_PATTERN, SAMPLING_KEYS, Defaults, ExecutorSettings, Resources, Strict, Variant
 from harness.config.gate import Gate
 from harness.core.cell import CELL_FORMAT, KINDS, Cell
 from harness.core.hashing import stable_hash
@@ -64,6 +64,10 @@ from harness.core.registry import discover
 
 __all__ = ["Cell", "Defaults", "Gate", "Suite", "SuiteError", "Variant", "describe", "expand", "load", "parse", "resolve_path",
            "suite_hash"]
+
+
+RUN_SETTINGS = ("gate", "executor", "resources")
+"""Top-level sections outside a run's identity."""
 
 
 def _kinds():
@@ -82,6 +86,8 @@ class Suite(Strict):
     variants: list[Variant] = Field(default_factory=list)
     defaults: Defaults = Defaults()
     gate: Gate = Gate()
+    executor: ExecutorSettings = ExecutorSettings()
+    resources: Resources = Resources()
     _sections: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def section(self, key: str):
@@ -213,9 +219,10 @@ def _kind_order(kind) -> tuple[int, str]:
 def suite_hash(suite: Suite, limit: int | None = None) -> str:
     """Identity of a suite run: its canonical content plus the limit override.
 
-    The ``gate`` section is left out: gate settings never change what a run measures.
+    The ``gate``, ``executor`` and ``resources`` sections are left out: they never change what
+    a run measures (switching executors resumes the same run).
     """
-    content = {k: v for k, v in suite.canonical().items() if k != "gate"}
+    content = {k: v for k, v in suite.canonical().items() if k not in RUN_SETTINGS}
     if limit == suite.defaults.limit:  # the same effective limit is the same run
         limit = None
     return stable_hash({"suite": content, "limit": limit, "format": CELL_FORMAT})

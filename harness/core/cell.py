@@ -194,6 +194,11 @@ class CellKind:
         """
         raise NotImplementedError
 
+    def data_files(self, cells: list[Cell]) -> list[str]:
+        """Data files the cells read, relative to ``HARNESS_DATA_DIR``: an executor whose workers
+        may run where that folder does not exist ships them from the driver."""
+        return []
+
     def reused_files(self, cell: Cell) -> list[str]:
         """Run-directory files (relative paths) the driver hands to :meth:`run` if they exist."""
         return []

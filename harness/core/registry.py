@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import pkgutil
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -24,6 +25,9 @@ class UnknownNameError(KeyError):
         close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
         self.suggestions = [by_lower[c] for c in close]
         super().__init__(name)
+
+    def __reduce__(self):  # picklable: it crosses process boundaries (executors' workers)
+        return (type(self), (self.kind, self.name, self.known))
 
     def __str__(self) -> str:
         hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
@@ -108,15 +112,27 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
+PLUGINS_ENV = "HARNESS_PLUGINS"
+"""Comma-separated modules of the user's own plug-ins (adapters, tasks, cell kinds, executors),
+imported with the built-in ones, e.g. ``HARNESS_PLUGINS=mylab.adapters``. Ray workers inherit it,
+so plug-ins registered outside ``harness/`` run on a cluster too."""
+
+
 def discover(package: str) -> list[str]:
     """Import every module of ``package`` (one level, ``_private`` modules skipped), so their
-    registration decorators run: a new plug-in is a new file, never an edit of a list.
+    registration decorators run: a new plug-in is a new file, never an edit of a list. The
+    modules named in ``$HARNESS_PLUGINS`` are imported too.
 
     Returns:
         The imported module names, sorted.
+
+    Raises:
+        ImportError: a module named in ``$HARNESS_PLUGINS`` cannot be imported.
     """
     pkg = importlib.import_module(package)
     names = sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
     for name in names:
+        importlib.import_module(name)
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
         importlib.import_module(name)
     return names

@@ -59,7 +59,10 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
 
     Returns accuracy with its 95 % interval (Wilson for 0/1 grades), token means,
     ``truncation_rate`` (share of ``finish_reason == "length"``), latency/TTFT/TPOT
-    percentiles, ``throughput_tok_per_s`` = Σ output tokens / summed decode wall time,
+    percentiles, ``itl_p50_s``/``itl_p90_s``/``itl_p99_s`` over every sample's ``itl_s`` entries
+    pooled (one per token after a sequence's first; a step that emitted k tokens at once gave
+    each the step's gap / k: :mod:`harness.generation`), ``throughput_tok_per_s`` = Σ output
+    tokens / summed decode wall time,
     ``tokens_per_correct``; ``None`` where a figure has no data (log-likelihood cells generate
     nothing: their output-token figures, truncation rate and throughput are ``None``).
     """
@@ -72,6 +75,8 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
 
     def pct(key: str, q: float) -> float | None:
         return percentile([s[key] for s in samples if s.get(key) is not None], q)
+
+    itl = [float(v) for s in samples for v in (s.get("itl_s") if s.get("itl_s") is not None else ())]
 
     return {
         "n": len(samples),
@@ -88,6 +93,9 @@ def cell_metrics(samples: list[dict[str, Any]], generation_time_s: float) -> dic
         "latency_p99_s": pct("latency_s", 99),
         "ttft_p50_s": pct("ttft_s", 50),
         "tpot_p50_s": pct("tpot_s", 50),
+        "itl_p50_s": percentile(itl, 50),
+        "itl_p90_s": percentile(itl, 90),
+        "itl_p99_s": percentile(itl, 99),
         "generation_time_s": generation_time_s,
         "throughput_tok_per_s": (
             total_out / generation_time_s if total_out is not None and generation_time_s > 0 else None

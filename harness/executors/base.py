@@ -23,6 +23,9 @@ class CellGroup:
     Attributes:
         files: run-directory files the group's cells may reuse (``relative path → bytes``), as
             they were when the group was handed out; the worker adds what its cells keep.
+        data: the data files its cells read (``path relative to HARNESS_DATA_DIR → bytes``),
+            shipped by executors whose workers may not see the driver's data folder; empty
+            for the local executor.
     """
 
     kind: str
@@ -30,6 +33,7 @@ class CellGroup:
     dtype: str
     cells: list[Cell]
     files: dict[str, bytes] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -102,11 +106,18 @@ class RunOptions:
         device: ``auto``/``cpu``/``cuda``/``cuda:N`` (resolved on the worker's machine).
         run_id: the run the rows belong to.
         telemetry_series: also return each cell's probe readings.
+        shared_cpu_package: other workers share this worker's CPU package, so CPU-package
+            energy (RAPL, codecarbon) is marked ``energy_attributed``.
     """
 
     device: str
     run_id: str
     telemetry_series: bool = False
+    shared_cpu_package: bool = False
+
+
+class ExecutorUnavailable(RuntimeError):
+    """An executor that cannot start (its extra is missing, its cluster unreachable); one line."""
 
 
 class Executor:
@@ -118,6 +129,14 @@ class Executor:
     """
 
     name: ClassVar[str] = ""
+
+    def __init__(self, settings=None, resources=None):
+        """``settings``: :class:`harness.config.fields.ExecutorSettings`; ``resources``:
+        :class:`harness.config.fields.Resources` (per worker); ``None`` = defaults."""
+        from harness.config.fields import ExecutorSettings, Resources
+
+        self.settings = settings or ExecutorSettings(name=self.name)
+        self.resources = resources or Resources()
 
     def run(self, groups: list[CellGroup], options: RunOptions, sink: Sink, console) -> None:
         raise NotImplementedError

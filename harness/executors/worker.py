@@ -5,12 +5,17 @@ events go back to the driver, the one writer (:mod:`harness.executors.base`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import os
+import tempfile
 import traceback
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
-from harness.core.cell import KINDS, Cell
+from harness.core import sanity
+from harness.core.cell import Cell
 from harness.executors.base import (
     CellDone,
     CellGroup,
@@ -21,6 +26,10 @@ from harness.executors.base import (
     RunOptions,
     Sink,
 )
+
+
+CPU_PACKAGE_SOURCES = ("rapl", "codecarbon_estimate")
+"""Energy sources that measure a whole CPU package, shared by every worker on it."""
 
 
 def now_iso() -> str:
@@ -34,7 +43,7 @@ def machine(device_setting: str) -> Machine:
     from harness.telemetry import collect_provenance, hardware_id
 
     device = resolve_device(device_setting)
-    provenance = collect_provenance(device)
+    provenance = {**collect_provenance(device), "pid": os.getpid()}
     return Machine(provenance, hardware_id(provenance), device)
 
 
@@ -50,10 +59,10 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
             otherwise); ``where``: this machine, when the caller already measured it.
 
     A base that cannot load fails the group's cells (``status=error``), not the run; a cell
-    that raises is an error record and the next cell runs.
+    that raises is an error record and the next cell runs. So is a cell whose figures are
+    impossible (:mod:`harness.core.sanity`: e.g. a negative latency, a throughput above
+    1e7 tok/s): it is written with ``status=error`` and the reason, never as figures.
     """
-    from harness import models
-
     where = where or machine(options.device)
     emit(where)
     own = telemetry is None
@@ -62,8 +71,40 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
 
         telemetry = Telemetry(device=where.device)
         telemetry.measure_idle()
+    from harness.kinds import KINDS  # the built-in kinds registered (a fresh worker process)
+
     kind = KINDS.get(group.kind)()
     files = group.files
+    with shipped_data(group.data):
+        _run_cells(group, options, emit, telemetry, where, kind, files, own)
+
+
+@contextlib.contextmanager
+def shipped_data(data: dict[str, bytes]) -> Iterator[None]:
+    """With shipped data files, point ``HARNESS_DATA_DIR`` at a temporary copy of them for the
+    duration (this worker process only); without, change nothing."""
+    if not data:
+        yield
+        return
+    before = os.environ.get("HARNESS_DATA_DIR")
+    with tempfile.TemporaryDirectory(prefix="harness-data-") as tmp:
+        for rel, blob in data.items():
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(blob)
+        os.environ["HARNESS_DATA_DIR"] = tmp
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("HARNESS_DATA_DIR", None)
+            else:
+                os.environ["HARNESS_DATA_DIR"] = before
+
+
+def _run_cells(group: CellGroup, options: RunOptions, emit: Sink, telemetry, where: Machine, kind, files, own: bool):
+    from harness import models
+
     try:
         try:
             base = kind.load_base(group.model_ref, dtype=group.dtype, device=where.device)
@@ -90,9 +131,12 @@ def run_group(group: CellGroup, options: RunOptions, emit: Sink, telemetry=None,
                 mine = {name: files[name] for name in kind.reused_files(cell) if name in files}
                 outcome = kind.run(cell, base, telemetry, on_progress, mine)
                 files.update(outcome.files)
+                sanity.check(outcome.cell_row, outcome.sample_rows)
+                shared = options.shared_cpu_package and outcome.cell_row.get("energy_source") in CPU_PACKAGE_SOURCES
                 row = {
                     **identity_row(cell, options, where),
                     **outcome.cell_row,
+                    **({"energy_attributed": True} if shared else {}),
                     "compression_ratio": kind.compression_ratio(base_bytes, outcome.cell_row),
                     "status": "ok",
                     "started_at": started,

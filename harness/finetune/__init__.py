@@ -1,7 +1,7 @@
 """Fine-tuning techniques (training cells). Importing this package registers every one.
 
 Each module holds one technique (paper cited in its docstring); ``base`` holds the contract,
-``cell`` the training-cell runner, ``train`` the shared loop, ``measure`` the cost figures.
+``train`` the shared loop (with its ``TrainSettings`` and ``FitResult``), ``measure`` the cost figures.
 Heavy libraries (torch, transformers, peft) are imported inside the code that needs them.
 """
 
@@ -21,10 +21,9 @@ from harness.finetune.base import (
     FinetuneAdapter,
     FinetuneParams,
     FitContext,
-    FitResult,
-    TrainSettings,
     register_finetune,
 )
+from harness.finetune.train import FitResult, TrainSettings
 
 __all__ = [
     "FINETUNE_ADAPTERS",

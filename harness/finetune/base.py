@@ -4,7 +4,10 @@ A fine-tuning technique turns a freshly built classification model (pretrained e
 head, :meth:`harness.finetune.encoder.EncoderBase.build`) into a trainable model: which
 parameters train, what the forward computes, what the loss is, what state must be stored per
 task. ``FinetuneAdapter(params).fit(ctx)`` trains it for the cell's steps and returns a
-:class:`FitResult`; the cell kind (:mod:`harness.kinds.finetune`) evaluates and records it.
+:class:`~harness.finetune.train.FitResult`; the cell kind (:mod:`harness.kinds.finetune`) evaluates
+and records it. The optimisation settings (:class:`~harness.finetune.train.TrainSettings`) and that
+result live with the shared training loop in :mod:`harness.finetune.train` (which does not import
+this module: the dependency goes one way).
 
 A module per technique declares its registry name (``@register_finetune("lora")``), the
 paper (title, arXiv id), a pydantic ``Params`` (``extra="forbid"``) and its counters. The
@@ -14,44 +17,20 @@ model (tests check this).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict
 
 from harness.core.registry import Registry
+from harness.finetune.train import FitResult, TrainSettings, train_model
 
 
 class FinetuneParams(PydanticModel):
     """Base of every fine-tuning adapter's params: unknown keys are errors, values immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings of one training cell (resolved from the suite).
-
-    Attributes:
-        steps: optimizer steps.
-        batch_size: training examples per step.
-        learning_rate: peak AdamW learning rate (linear warm-up, then linear decay to 0).
-        weight_decay: AdamW decoupled weight decay.
-        warmup_ratio: share of ``steps`` spent warming up.
-        max_grad_norm: gradient clipping (global L2 norm).
-        max_length: tokens per example (longer ones are truncated).
-        eval_batch_size: validation examples per forward.
-    """
-
-    steps: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    eval_batch_size: int = 64
 
 
 @dataclass
@@ -63,7 +42,7 @@ class FitContext:
         task: the cell's task (:class:`harness.finetune.data.GlueTask`).
         data: training data (:class:`harness.finetune.train.TrainData`): batch streams and a
             held-out slice of the train split for techniques that select configurations.
-        settings: :class:`TrainSettings`.
+        settings: :class:`harness.finetune.train.TrainSettings`.
         seed: the cell's seed (head init, data order, dropout).
         device: torch device string.
         on_step: progress callback ``(done, total)``.
@@ -76,30 +55,6 @@ class FitContext:
     seed: int
     device: str = "cpu"
     on_step: Callable[[int, int], None] | None = None
-
-
-@dataclass
-class FitResult:
-    """A trained model and what training measured.
-
-    Attributes:
-        model: the trained model, ready for :meth:`FinetuneAdapter.predict`.
-        adapter: the adapter that evaluates it (a search returns the chosen configuration's).
-        steps: optimizer steps taken (all trials' for a search).
-        final_train_loss: mean training loss over the last 10 % of steps (at least one).
-        saved_activation_bytes: largest bytes saved for backward in one step (see
-            :mod:`harness.finetune.measure`); ``None`` when not measured.
-        counters: technique figures stored as ``counter_<name>`` columns.
-        extra: technique results stored as JSON (e.g. a search's Pareto set).
-    """
-
-    model: Any
-    adapter: "FinetuneAdapter"
-    steps: int
-    final_train_loss: float | None
-    saved_activation_bytes: int | None
-    counters: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class FinetuneAdapter:
@@ -184,8 +139,6 @@ class FinetuneAdapter:
 
     def fit(self, ctx: FitContext) -> FitResult:
         """Build, prepare and train the model for ``ctx.settings.steps`` steps."""
-        from harness.finetune.train import train_model
-
         model = self.prepare(ctx.build(self.num_labels(ctx), ctx.seed), ctx)
         stream = ctx.data.stream(ctx.settings.steps, ctx.settings.batch_size, ctx.seed)
         result = train_model(self, model, stream, ctx.settings, ctx.seed, ctx.on_step)

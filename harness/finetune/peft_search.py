@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.finetune.base import FinetuneAdapter, FinetuneParams, FitResult, register_finetune
+from harness.finetune.base import FinetuneAdapter, FinetuneParams, register_finetune
+from harness.finetune.train import FitResult, evaluate, train_model
 
 MODULE_SETS: dict[str, tuple[str, ...]] = {
     "qv": ("query", "value"),
@@ -117,7 +118,6 @@ class PeftSearch(FinetuneAdapter):
         from harness.finetune.encoder import layers
         from harness.finetune.measure import count_params
         from harness.finetune.metrics import task_metrics
-        from harness.finetune.train import evaluate, train_model
         from harness.results.pareto import pareto_mask
 
         holdout: Encoded = ctx.data.holdout_set()

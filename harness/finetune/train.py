@@ -10,12 +10,66 @@ the same number of optimizer steps and training examples.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from harness.finetune.base import FitResult, TrainSettings
 from harness.finetune.data import Encoded, GlueTask, batches, collate, encode, train_order
 
-__all__ = ["TrainData", "train_model", "evaluate"]
+if TYPE_CHECKING:
+    from harness.finetune.base import FinetuneAdapter
+
+__all__ = ["TrainSettings", "FitResult", "TrainData", "train_model", "evaluate"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of one training cell (resolved from the suite).
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: training examples per step.
+        learning_rate: peak AdamW learning rate (linear warm-up, then linear decay to 0).
+        weight_decay: AdamW decoupled weight decay.
+        warmup_ratio: share of ``steps`` spent warming up.
+        max_grad_norm: gradient clipping (global L2 norm).
+        max_length: tokens per example (longer ones are truncated).
+        eval_batch_size: validation examples per forward.
+    """
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    eval_batch_size: int = 64
+
+
+
+@dataclass
+class FitResult:
+    """A trained model and what training measured.
+
+    Attributes:
+        model: the trained model, ready for :meth:`FinetuneAdapter.predict`.
+        adapter: the adapter that evaluates it (a search returns the chosen configuration's).
+        steps: optimizer steps taken (all trials' for a search).
+        final_train_loss: mean training loss over the last 10 % of steps (at least one).
+        saved_activation_bytes: largest bytes saved for backward in one step (see
+            :mod:`harness.finetune.measure`); ``None`` when not measured.
+        counters: technique figures stored as ``counter_<name>`` columns.
+        extra: technique results stored as JSON (e.g. a search's Pareto set).
+    """
+
+    model: Any
+    adapter: "FinetuneAdapter"
+    steps: int
+    final_train_loss: float | None
+    saved_activation_bytes: int | None
+    counters: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
 
 
 class TrainData:

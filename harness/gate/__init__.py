@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from harness.gate.checks import FAIL, Check, cell_checks, missing_cell_check
 from harness.gate.matching import GateInputError, Side, load_side, match
+from harness.config.errors import validation_error
 from harness.config.gate import Gate
 from harness.config.suite import Suite
 
@@ -63,19 +64,12 @@ class GateResult:
         return to_json(self)
 
 
-def _validation_message(source: str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-    return f"{source}: {loc}: {msg}"
-
-
 def _from_suite_config(cfg: dict[str, Any], source: str) -> tuple[Gate, set[str]]:
     """Gate settings and length-changing variant names from a suite mapping (lenient on the rest)."""
     try:
         gate = Gate.model_validate(cfg.get("gate") or {})
     except ValidationError as exc:
-        raise GateInputError(_validation_message(f"{source} gate", exc)) from None
+        raise GateInputError(str(validation_error(exc, Gate, source, prefix="gate."))) from None
     variants = cfg.get("variants") or []
     changing = {str(v.get("name")) for v in variants if isinstance(v, dict) and v.get("length_changing")}
     return gate, changing
@@ -109,7 +103,7 @@ def resolve_settings(
         try:
             parsed = Suite.model_validate(data)
         except ValidationError as exc:
-            raise GateInputError(_validation_message(str(path), exc)) from None
+            raise GateInputError(str(validation_error(exc, Suite, str(path)))) from None
         gate, changing = parsed.gate, {v.name for v in parsed.variants if v.length_changing}
         source = str(path)
     else:
@@ -126,7 +120,7 @@ def resolve_settings(
         try:
             gate = Gate.model_validate(merged)
         except ValidationError as exc:
-            raise GateInputError(_validation_message("command-line override", exc)) from None
+            raise GateInputError(str(validation_error(exc, Gate, "command-line override"))) from None
         source += " + command-line overrides"
     return gate, changing, source
 

@@ -16,7 +16,10 @@ not win by generating less. The gate adapts both to a benchmark with a small sam
 - cost (``latency_p50_s``, ``latency_p90_s``, ``ttft_p50_s``, ``energy_per_token_j``,
   peak memory): ratio against a tolerance widened to the measured spread, only with
   ``min_repeats`` repeats per side on one hardware fingerprint (``hardware_id``), else
-  "not comparable" and never failed. Energy also needs the same ``energy_source``.
+  "not comparable" and never failed. Energy also needs the same ``energy_source``. No cost is
+  compared when a cell on either side was measured on a busy machine (``flag_interference``:
+  other processes above :mod:`harness.telemetry.interference`'s thresholds); its accuracy and
+  output-length checks still run.
 - ``status``: a candidate cell recorded with ``status == "error"`` fails.
 - ``output_changed`` (determinism, greedy variants): share of paired samples whose output text
   changed; reported, never failed.
@@ -213,11 +216,25 @@ def _sample_checks(pair: CellPair, settings: Gate, length_changing: bool) -> lis
     return out
 
 
+def _interfered(cells: pd.DataFrame) -> int:
+    """How many of ``cells`` were measured with other load on the machine (``flag_interference``,
+    schema 1.4; absent in older files = not flagged)."""
+    if "flag_interference" not in cells.columns:
+        return 0
+    return sum(bool(v) for v in cells["flag_interference"] if isinstance(v, (bool, np.bool_)))
+
+
 def _cost_checks(pair: CellPair, settings: Gate) -> list[Check]:
     key = pair.key
     if not settings.cost:
         return []  # the report's header says cost checks are off
     base_ok, cand_ok = pair.ok("b"), pair.ok("c")
+    busy = {"baseline": _interfered(base_ok), "candidate": _interfered(cand_ok)}
+    busy_reason = None
+    if any(busy.values()):
+        busy_reason = ("machine busy during the measurement (flag_interference: "
+                       + ", ".join(f"{n} {side} cell{'s' if n > 1 else ''}" for side, n in busy.items() if n)
+                       + "): costs are not comparable")
     tolerances = settings.cost_tolerance.model_dump()
     out: list[Check] = []
     for metric, unit in COST_METRICS.items():
@@ -231,7 +248,9 @@ def _cost_checks(pair: CellPair, settings: Gate) -> list[Check]:
             continue  # not measured on this hardware (e.g. GPU memory on a CPU run): nothing to say
         reason = None
         hb, hc = _one(base_ok["hardware_id"]), _one(cand_ok["hardware_id"])
-        if vb.size < settings.min_repeats or vc.size < settings.min_repeats:
+        if busy_reason is not None:
+            reason = busy_reason
+        elif vb.size < settings.min_repeats or vc.size < settings.min_repeats:
             reason = f"needs ≥ {settings.min_repeats} repeats per side (baseline {vb.size}, candidate {vc.size})"
         elif hb is None or hc is None or hb != hc:
             reason = f"different or unknown hardware (hardware_id {hb or 'mixed/none'} vs {hc or 'mixed/none'})"

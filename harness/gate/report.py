@@ -4,7 +4,7 @@ Markdown layout: a verdict line and the settings, a table per failing check (tas
 metric, baseline, candidate, delta, threshold, p-value, n), then folded (``<details>``) sections:
 passing checks, not comparable / skipped ones, cells on one side only, the determinism report and
 the Pareto fronts of both sides (computed by :func:`harness.results.pareto_front`, the summary's
-and the dashboard's code). Display formatting reuses :mod:`harness.results.summary`.
+and the dashboard's code). Display formatting reuses :mod:`harness.results.display`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any
 from harness.gate.checks import FAIL, INFO, NOT_COMPARABLE, PASS, SKIPPED, Check
 from harness.gate.matching import MATCH_KEY, Side, key_dict
 from harness.results import COST_AXES, pareto_front
+from harness.results.display import MISSING, format_energy, format_seconds
 from harness.results.pareto import DEFAULT_GROUP_COLS
-from harness.results.summary import format_energy, format_seconds, front_axis
+from harness.results.summary import front_axis
 
 if TYPE_CHECKING:
     from harness.gate import GateResult
 
 __all__ = ["to_markdown", "to_json", "unusable_markdown", "unusable_json", "pareto_fronts"]
-
-_MISSING = "—"
 
 
 def _bytes(v: float) -> str:
@@ -36,7 +35,7 @@ def _bytes(v: float) -> str:
 
 def fmt_value(v: float | None, unit: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return _MISSING
+        return MISSING
     if unit == "fraction":
         return f"{v * 100:.1f}%"
     if unit == "tokens":
@@ -53,7 +52,7 @@ def fmt_value(v: float | None, unit: str) -> str:
 def fmt_delta(c: Check) -> str:
     d = c.delta
     if d is None or (isinstance(d, float) and math.isnan(d)):
-        return _MISSING
+        return MISSING
     if c.delta_kind == "ratio":
         return "×∞" if math.isinf(d) else f"×{d:.2f}"
     if c.unit == "fraction":
@@ -62,7 +61,7 @@ def fmt_delta(c: Check) -> str:
 
 
 def _p(p: float | None) -> str:
-    return _MISSING if p is None else f"{p:.3g}"
+    return MISSING if p is None else f"{p:.3g}"
 
 
 def _esc(text: Any) -> str:
@@ -88,7 +87,7 @@ def _table(checks: list[Check], show_model: bool, with_note: bool = False) -> li
         row = [
             c.task, _variant_label(c, show_model), c.metric, fmt_value(c.baseline, c.unit),
             fmt_value(c.candidate, c.unit), fmt_delta(c), c.threshold, _p(c.p_value),
-            _MISSING if c.n is None else str(c.n),
+            MISSING if c.n is None else str(c.n),
         ]
         if with_note:
             row.append(c.note)
@@ -174,8 +173,8 @@ def to_markdown(result: GateResult) -> str:
         body = [f"Accuracy vs {fronts['axis_label']} (`harness.results.pareto_front`, per model, task, hardware "
                 "and batch size).", "", "| task | model | baseline front | candidate front |", "|---|---|---|---|"]
         for row in fronts["rows"]:
-            body.append(f"| {_esc(row['task'])} | {_esc(row['model'])} | {_esc(', '.join(row['baseline']) or _MISSING)}"
-                        f" | {_esc(', '.join(row['candidate']) or _MISSING)} |")
+            body.append(f"| {_esc(row['task'])} | {_esc(row['model'])} | {_esc(', '.join(row['baseline']) or MISSING)}"
+                        f" | {_esc(', '.join(row['candidate']) or MISSING)} |")
         lines += _details("Pareto fronts", body)
     notes = result.notes
     if notes:

@@ -12,13 +12,16 @@ from harness.core.refs import model_ref_problem
 from harness.core.registry import UnknownNameError
 
 
-def adapter_instance(name: str, params: dict, source: str, where: str):
-    """The eval adapter ``name`` built with ``params``; a :class:`SuiteError` naming
+def adapter_instance(name: str, params: dict, source: str, where: str, registry=None):
+    """The adapter ``name`` of ``registry`` (default: the eval adapters,
+    :data:`harness.adapters.ADAPTERS`) built with ``params``; a :class:`SuiteError` naming
     ``<source>: <where>.adapter`` or ``.params.<key>`` (with the closest valid names) otherwise."""
-    from harness.adapters import ADAPTERS
+    if registry is None:
+        from harness.adapters import ADAPTERS
 
+        registry = ADAPTERS
     try:
-        cls = ADAPTERS.get(name)
+        cls = registry.get(name)
     except UnknownNameError as exc:
         raise SuiteError(f"{source}: {where}.adapter: {exc}") from None
     try:
@@ -27,10 +30,13 @@ def adapter_instance(name: str, params: dict, source: str, where: str):
         raise validation_error(exc, cls.Params, source, f"{where}.params.", noun="parameter") from None
 
 
-def check_models(models: list[str], source: str, where: str) -> None:
-    """Each model reference must be usable (nothing loads); ``SuiteError`` naming the index."""
+def check_models(models: list[str], source: str, where: str, problem_of=model_ref_problem) -> None:
+    """Each model reference must be usable (nothing loads); ``SuiteError`` naming the index.
+
+    ``problem_of(ref)`` says what is wrong with a reference, ``None`` when nothing is
+    (default: :func:`harness.core.refs.model_ref_problem`; encoders pass their own)."""
     for i, ref in enumerate(models):
-        problem = model_ref_problem(ref)
+        problem = problem_of(ref)
         if problem:
             raise SuiteError(f"{source}: {where}[{i}]: {problem}")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from harness.results.files import conform, read_file
 from harness.results.schema import CELL_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 __all__ = ["INDEX_NAME", "MANIFEST_KEY", "write_cells_index", "load_cells_index", "cell_files"]
@@ -57,8 +58,7 @@ def write_cells_index(run_dir: Path | str) -> Path | None:
     Raises:
         SchemaVersionError: a cell file of another schema MAJOR version.
     """
-    from harness.results.reader import _conform, _read_file
-    from harness.results.store import _atomic_write_parquet
+    from harness.results.store import atomic_write_parquet
 
     run_dir = Path(run_dir)
     manifest: Manifest = {}
@@ -66,11 +66,11 @@ def write_cells_index(run_dir: Path | str) -> Path | None:
     rows = 0
     for path in cell_files(run_dir):
         stamp = _stamp(path)
-        table = _read_file(path) if stamp else None
+        table = read_file(path) if stamp else None
         if table is None or table.num_rows != 1:
             continue
         manifest[path.name] = (stamp[0], stamp[1], rows)
-        tables.append(_conform(table, CELL_SCHEMA))
+        tables.append(conform(table, CELL_SCHEMA))
         rows += 1
     if not tables:
         return None
@@ -79,7 +79,7 @@ def write_cells_index(run_dir: Path | str) -> Path | None:
         {SCHEMA_VERSION_KEY: SCHEMA_VERSION, MANIFEST_KEY: json.dumps(manifest, sort_keys=True)}
     )
     final = run_dir / INDEX_NAME
-    _atomic_write_parquet(final, merged)
+    atomic_write_parquet(final, merged)
     return final
 
 
@@ -92,12 +92,10 @@ def load_cells_index(run_dir: Path, files: list[Path]) -> tuple[pa.Table | None,
     Raises:
         SchemaVersionError: the index was written with another schema MAJOR version.
     """
-    from harness.results.reader import _read_file
-
     path = Path(run_dir) / INDEX_NAME
     if not path.is_file():
         return None, files
-    table = _read_file(path)
+    table = read_file(path)
     if table is None:
         return None, files
     raw = (table.schema.metadata or {}).get(MANIFEST_KEY.encode())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
-from harness.results.summary import _MISSING, _num, _str, format_accuracy, format_energy, format_seconds
+from harness.results.display import MISSING as _MISSING, as_number as _num, as_text as _str, format_accuracy, format_energy, format_seconds
 
 __all__ = ["proving_table"]
 

@@ -10,10 +10,12 @@ Rules:
   its version and the supported one;
 - a file of an older MINOR version reads with the columns it lacks as null (a newer MINOR file
   reads too: columns unknown to this code are kept as they are), except the sample rows'
-  ``sample`` (1.4), read as 0 where absent or null (:data:`ZERO_FILLED`): every row written before
+  ``sample`` (1.4), read as 0 where absent or null (:data:`harness.results.files.ZERO_FILLED`): every row written before
   it is its doc's only sample;
 - temp files (``.*``, ``*.tmp``), unreadable/corrupt files and files without a schema version are
   skipped with a :class:`ResultsReadWarning` and never counted.
+
+Reading and conforming one file is :mod:`harness.results.files` (shared with the cells index).
 
 Dtypes: integer and bool columns come back as pandas' nullable ``Int64`` / ``boolean``; floats as
 ``float64`` with NaN for null; ``itl_s`` as an object column of arrays.
@@ -28,26 +30,18 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from harness.results.files import conform, read_conformed
 from harness.results.index import cell_files, load_cells_index
-from harness.results.schema import (
-    CELL_SCHEMA,
-    SAMPLE_SCHEMA,
-    SCHEMA_VERSION,
-    SCHEMA_VERSION_KEY,
-    SchemaVersionError,
-    parse_version,
-)
+from harness.results.schema import CELL_SCHEMA, SAMPLE_SCHEMA, SchemaVersionError
 from harness.results.store import (
     CELLS_DIR,
     RUN_JSON,
     RUNS_DIR,
     SAMPLES_DIR,
     ResultsReadWarning,
-    _read_json,
     is_temp_name,
+    read_json,
 )
 
 __all__ = [
@@ -86,7 +80,7 @@ def read_run(run_dir: Path | str) -> dict[str, Any]:
         FileNotFoundError: if the run directory has no ``run.json``.
         ValueError: if it is not a JSON object (``json.JSONDecodeError`` is a ``ValueError``).
     """
-    return _read_json(Path(run_dir) / RUN_JSON)
+    return read_json(Path(run_dir) / RUN_JSON)
 
 
 def read_runs(root: Path | str) -> pd.DataFrame:
@@ -123,103 +117,6 @@ def _files(root: Path | str, sub: str, run_id: str | None, cell_hash: str | None
                 yield p
 
 
-def _skip(path: Path, why: object) -> None:
-    warnings.warn(f"skipping results file {path}: {why}", ResultsReadWarning, stacklevel=3)
-
-
-def _read_file(path: Path) -> pa.Table | None:
-    """Read one file after its version check; None (with a warning) when it must be skipped.
-
-    The file is opened once (schema and data); conforming to the expected schema happens per
-    distinct column layout in :func:`_read_all`, not per file (the dashboard reads thousands).
-    """
-    try:
-        handle = pq.ParquetFile(path)
-        file_schema = handle.schema_arrow
-    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, not parquet
-        _skip(path, exc)
-        return None
-    raw = (file_schema.metadata or {}).get(SCHEMA_VERSION_KEY.encode())
-    if raw is None:
-        _skip(path, f"no '{SCHEMA_VERSION_KEY}' in its metadata (not written by harness.results)")
-        return None
-    try:
-        major, minor = parse_version(raw)
-    except ValueError as exc:
-        _skip(path, exc)
-        return None
-    supported_major, _ = parse_version(SCHEMA_VERSION)
-    if major != supported_major:
-        raise SchemaVersionError(
-            f"{path} was written with results schema version {major}.{minor}, but this harness "
-            f"reads schema version {SCHEMA_VERSION} (MAJOR {supported_major} only). Read it with a "
-            f"harness release of schema MAJOR {major}, or migrate the file."
-        )
-    try:
-        return handle.read()
-    except Exception as exc:  # noqa: BLE001
-        _skip(path, exc)
-        return None
-
-
-_CONFORM_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
-
-
-def _read_all(paths: Iterator[Path], expected: pa.Schema) -> list[pa.Table]:
-    """Read files and conform them to ``expected``, once per distinct column layout.
-
-    A file whose columns cannot be cast to the schema is skipped with a warning (the rest of
-    its layout group is conformed file by file so that only the bad file is lost).
-    """
-    groups: dict[pa.Schema, list[tuple[Path, pa.Table]]] = {}
-    for path in paths:
-        table = _read_file(path)
-        if table is not None:
-            groups.setdefault(table.schema.remove_metadata(), []).append((path, table))
-    out: list[pa.Table] = []
-    for members in groups.values():
-        try:
-            out.append(_conform(pa.concat_tables([t for _, t in members], promote_options="none"), expected))
-            continue
-        except _CONFORM_ERRORS:
-            pass
-        for path, table in members:
-            try:
-                out.append(_conform(table, expected))
-            except _CONFORM_ERRORS as exc:
-                _skip(path, f"columns do not match the schema: {exc}")
-    return out
-
-
-ZERO_FILLED: dict[str, int] = {"sample": 0}
-"""Columns whose null (or absence, in files written before them) means a default value: a sample
-row's ``sample`` (schema 1.4) is 0 — one sample per doc."""
-
-
-def _conform(table: pa.Table, expected: pa.Schema) -> pa.Table:
-    """Columns of ``expected`` in its order and types (missing ones null, or their
-    :data:`ZERO_FILLED` default), then any others."""
-    n = table.num_rows
-    arrays: list[pa.ChunkedArray | pa.Array] = []
-    fields: list[pa.Field] = []
-    for field in expected:
-        if field.name in table.column_names:
-            col = table.column(field.name)
-            if not col.type.equals(field.type):
-                col = col.cast(field.type)
-        else:
-            col = pa.nulls(n, type=field.type)
-        if field.name in ZERO_FILLED and col.null_count:
-            col = pc.fill_null(col, pa.scalar(ZERO_FILLED[field.name], type=field.type))
-        arrays.append(col)
-        fields.append(field.with_nullable(True))
-    for name in table.column_names:
-        if name not in expected.names:
-            arrays.append(table.column(name))
-            fields.append(table.schema.field(name).with_nullable(True))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
 _PANDAS_TYPES = {
     pa.int64(): pd.Int64Dtype(),
     pa.int32(): pd.Int32Dtype(),
@@ -254,8 +151,8 @@ def read_cells(root: Path | str, run_id: str | None = None) -> pd.DataFrame:
             continue
         indexed, rest = load_cells_index(d, cell_files(d))
         if indexed is not None:
-            tables.append(_conform(indexed, CELL_SCHEMA))
-        tables.extend(_read_all(iter(rest), CELL_SCHEMA))
+            tables.append(conform(indexed, CELL_SCHEMA))
+        tables.extend(read_conformed(iter(rest), CELL_SCHEMA))
     return _to_pandas(tables, CELL_SCHEMA)
 
 
@@ -267,4 +164,4 @@ def read_samples(
     Raises:
         SchemaVersionError: if a file has a different schema MAJOR version.
     """
-    return _to_pandas(_read_all(_files(root, SAMPLES_DIR, run_id, cell_hash), SAMPLE_SCHEMA), SAMPLE_SCHEMA)
+    return _to_pandas(read_conformed(_files(root, SAMPLES_DIR, run_id, cell_hash), SAMPLE_SCHEMA), SAMPLE_SCHEMA)

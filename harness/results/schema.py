@@ -50,7 +50,7 @@ __all__ = [
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample, proving cells
+SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample, window checks (flag_energy_disagree, flag_memory_order, other_*, flag_interference), itl_p*_s, proving cells
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -115,6 +115,11 @@ CELL_SCHEMA = pa.schema(
         _f("latency_p99_s", _F64),
         _f("ttft_p50_s", _F64),
         _f("tpot_p50_s", _F64),
+        # 1.4: inter-token latency percentiles over every sample's itl_s pooled (a step emitting k
+        # tokens at once gives each the step's gap / k)
+        _f("itl_p50_s", _F64),
+        _f("itl_p90_s", _F64),
+        _f("itl_p99_s", _F64),
         _f("throughput_tok_per_s", _F64),
         _f("generation_time_s", _F64),
         _f("tokens_per_correct", _F64),
@@ -147,6 +152,14 @@ CELL_SCHEMA = pa.schema(
         _f("sampler_missed_ticks", _I64),
         _f("flag_short_window", _BOOL),
         _f("flag_counter_reset", _BOOL),
+        # 1.4: checks of the window (harness/telemetry: gpu_energy, gpu_memory, interference)
+        _f("flag_energy_disagree", _BOOL),  # NVML counter vs power integral > 5 %, or a 0 J counter
+        _f("flag_memory_order", _BOOL),  # allocated ≤ reserved ≤ NVML process ≤ NVML device broken
+        _f("other_cpu_share", _F64),  # machine CPU capacity used by other processes, 0..1
+        _f("other_gpu_processes", _I64),  # NVML processes other than ours on the used GPU
+        _f("other_gpu_memory_bytes", _I64),  # their peak device memory
+        _f("other_gpu_util_max", _F64),  # their largest SM utilisation, 0..1
+        _f("flag_interference", _BOOL),  # other load above the documented thresholds: costs not comparable
         # derived energy
         _f("energy_per_token_j", _F64),
         _f("energy_per_sample_j", _F64),

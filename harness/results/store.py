@@ -150,7 +150,10 @@ def _atomic_write_bytes(final: Path, data: bytes) -> None:
     _fsync_dir(final.parent)
 
 
-def _atomic_write_parquet(final: Path, table: pa.Table) -> None:
+def atomic_write_parquet(final: Path, table: pa.Table) -> None:
+    """Write ``table`` to ``final`` atomically: a temp file in the same folder, fsynced, renamed
+    over ``final`` (readers see the old file or the new one, never half of one); stale temps of
+    ``final`` are cleaned first and the temp file is removed when the write fails."""
     final.parent.mkdir(parents=True, exist_ok=True)
     _clean_temps(final.parent, final.name)
     tmp = _temp_path(final)
@@ -166,7 +169,13 @@ def _atomic_write_parquet(final: Path, table: pa.Table) -> None:
     _fsync_dir(final.parent)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (e.g. a ``run.json``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, or JSON that is not an object.
+    """
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if not isinstance(data, dict):
@@ -246,7 +255,7 @@ class RunStore:
     def write_telemetry_series(self, cell_hash: str, rows: Sequence[Mapping[str, Any]]) -> Path:
         """Write a cell's opt-in telemetry time series (atomic; a re-run cell replaces its own)."""
         path = self.telemetry_path(cell_hash)
-        _atomic_write_parquet(path, telemetry_series_table(rows))
+        atomic_write_parquet(path, telemetry_series_table(rows))
         return path
 
     # ---- kept files --------------------------------------------------------------------------
@@ -285,7 +294,7 @@ class RunStore:
         """
         if not self.run_json_path.is_file():
             return {}
-        return _read_json(self.run_json_path)
+        return read_json(self.run_json_path)
 
     def write_run_json(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``meta`` into ``run.json`` (top-level keys overwrite) and write it atomically.
@@ -370,8 +379,8 @@ class RunStore:
                 f"cell {cell_hash} of run {self.run_id} is already complete "
                 f"({self.cell_path(cell_hash)}); pass overwrite=True to replace it"
             )
-        _atomic_write_parquet(self.samples_path(cell_hash), samples_tbl)
-        _atomic_write_parquet(self.cell_path(cell_hash), cells_tbl)
+        atomic_write_parquet(self.samples_path(cell_hash), samples_tbl)
+        atomic_write_parquet(self.cell_path(cell_hash), cells_tbl)
         return self.cell_path(cell_hash)
 
 
@@ -388,7 +397,7 @@ def find_run(root: Path | str, suite_name: str, suite_hash: str) -> str | None:
     found: list[str] = []
     for run_json in runs.glob(f"*/{RUN_JSON}"):
         try:
-            meta = _read_json(run_json)
+            meta = read_json(run_json)
         except Exception as exc:  # noqa: BLE001
             warnings.warn(f"skipping {run_json}: {exc}", ResultsReadWarning, stacklevel=2)
             continue

@@ -1,86 +1,35 @@
-"""A terminal summary of cells (rich table). Display-only unit conversion happens here and only here.
+"""A terminal summary of cells (rich table). Display-only unit conversion happens here and in
+:mod:`harness.results.display` (the formatting it shares with the training table and the gate report).
 
-Stored values stay in SI units; this module turns them into readable strings (percentages, ms,
+Stored values stay in SI units; these modules turn them into readable strings (percentages, ms,
 mJ/kJ) for people.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 from rich.table import Table
 
+from harness.results.display import MISSING, as_number, as_text, format_accuracy, format_energy, format_seconds
 from harness.results.pareto import COST_AXES, DEFAULT_GROUP_COLS, pareto_front
 from harness.results.spread import repeat_spread
 
+# format_* live in harness.results.display; still importable from here, as before
 __all__ = ["summary_table", "spread_table", "front_axis", "format_seconds", "format_energy", "format_accuracy"]
-
-_MISSING = "—"
-
-
-def _num(v: Any) -> float | None:
-    if v is None or v is pd.NA:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
-def _str(v: Any) -> str | None:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return str(v)
-
-
-def format_seconds(v: Any) -> str:
-    """Seconds as ``µs``/``ms``/``s`` with three significant digits; ``—`` for null."""
-    x = _num(v)
-    if x is None:
-        return _MISSING
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x * 1e6:.3g} µs"
-    if abs(x) < 1:
-        return f"{x * 1e3:.3g} ms"
-    return f"{x:.3g} s" if abs(x) < 1000 else f"{x:,.0f} s"
-
-
-def format_energy(v: Any, source: Any = None) -> str:
-    """Joules as ``mJ``/``J``/``kJ`` followed by the source, e.g. ``12.3 J (codecarbon_estimate)``."""
-    x = _num(v)
-    src = _str(source)
-    if x is None:
-        text = _MISSING
-    elif x != 0 and abs(x) < 1:
-        text = f"{x * 1e3:.3g} mJ"
-    elif abs(x) < 1000:
-        text = f"{x:.3g} J"
-    else:
-        text = f"{x / 1e3:.3g} kJ"
-    return f"{text} ({src})" if src else text
-
-
-def format_accuracy(acc: Any, low: Any, high: Any) -> str:
-    """Accuracy and its 95 % interval as percentages, e.g. ``80.0% [49.0–94.3]``."""
-    a = _num(acc)
-    if a is None:
-        return _MISSING
-    lo, hi = _num(low), _num(high)
-    if lo is None or hi is None:
-        return f"{a * 100:.1f}%"
-    return f"{a * 100:.1f}% [{lo * 100:.1f}–{hi * 100:.1f}]"
-
 
 # NLU task metrics besides accuracy (schema 1.2), shown in a "task metrics" column when present
 _TASK_METRICS = (("metric_f1", "F1"), ("metric_mcc", "MCC"), ("metric_pearson", "r"), ("metric_spearman", "ρ"))
 
 
 def _task_metrics_text(row: pd.Series) -> str:
-    parts = [f"{label} {_num(row[c]):.3f}" for c, label in _TASK_METRICS if c in row.index and _num(row[c]) is not None]
-    return " ".join(parts) or _MISSING
+    parts = [
+        f"{label} {as_number(row[c]):.3f}"
+        for c, label in _TASK_METRICS
+        if c in row.index and as_number(row[c]) is not None
+    ]
+    return " ".join(parts) or MISSING
 
 
 def _has_values(df: pd.DataFrame, col: str) -> bool:
@@ -197,28 +146,28 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
 
     for i in order:
         row = df.loc[i]
-        status = _str(get(row, "status")) or _MISSING
-        if status == "error" and _str(get(row, "error")):
-            msg = _str(get(row, "error")) or ""
+        status = as_text(get(row, "status")) or MISSING
+        if status == "error" and as_text(get(row, "error")):
+            msg = as_text(get(row, "error")) or ""
             status = f"error: {msg[:300]}{'…' if len(msg) > 300 else ''}"
-        toks = _num(get(row, "output_tokens_mean"))
-        n = _num(get(row, "n"))
-        cells = [_str(get(row, "run_id")) or _MISSING] if show_run else []
-        cells.append(_str(get(row, "task")) or _MISSING)
+        toks = as_number(get(row, "output_tokens_mean"))
+        n = as_number(get(row, "n"))
+        cells = [as_text(get(row, "run_id")) or MISSING] if show_run else []
+        cells.append(as_text(get(row, "task")) or MISSING)
         if show_model:
-            cells.append(_str(get(row, "model")) or _MISSING)
-        cells.append(_str(get(row, "variant")) or _MISSING)
+            cells.append(as_text(get(row, "model")) or MISSING)
+        cells.append(as_text(get(row, "variant")) or MISSING)
         if show_batch:
-            cells.append(_str(get(row, "batch_size")) or _MISSING)
+            cells.append(as_text(get(row, "batch_size")) or MISSING)
         if show_repeat:
-            cells.append(_str(get(row, "repeat")) or _MISSING)
+            cells.append(as_text(get(row, "repeat")) or MISSING)
         cells += [
-            f"{n:.0f}" if n is not None else _MISSING,
+            f"{n:.0f}" if n is not None else MISSING,
             format_accuracy(
                 get(row, "accuracy"), get(row, "accuracy_ci95_low"), get(row, "accuracy_ci95_high")
             ),
             *([_task_metrics_text(row)] if show_metrics else []),
-            f"{toks:.1f}" if toks is not None else _MISSING,
+            f"{toks:.1f}" if toks is not None else MISSING,
             format_seconds(get(row, "latency_p50_s")),
             format_energy(get(row, "energy_j"), get(row, "energy_source")),
             status,
@@ -229,8 +178,8 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results"):
 
 
 def _pct(v: Any) -> str:
-    x = _num(v)
-    return _MISSING if x is None else f"{x * 100:.1f}%"
+    x = as_number(v)
+    return MISSING if x is None else f"{x * 100:.1f}%"
 
 
 def spread_table(cells_df: pd.DataFrame, title: str | None = "Spread over repeats") -> Table | None:
@@ -245,8 +194,8 @@ def spread_table(cells_df: pd.DataFrame, title: str | None = "Spread over repeat
         table.add_column(name, justify="left" if name in ("task", "variant") else "right")
     for _, row in spread.sort_values(["task", "variant"]).iterrows():
         table.add_row(
-            str(row.get("task", _MISSING)),
-            str(row.get("variant", _MISSING)),
+            str(row.get("task", MISSING)),
+            str(row.get("variant", MISSING)),
             str(row["repeats"]),
             format_seconds(row.get("latency_p50_s_mean")),
             _pct(row.get("latency_p50_s_cv")),

@@ -14,17 +14,17 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
+from harness.results.display import MISSING, as_number, as_text, format_energy, format_seconds
 from harness.results.pareto import pareto_front
-from harness.results.summary import _MISSING, _num, _str, format_energy, format_seconds
 
 __all__ = ["training_table", "format_bytes", "format_count"]
 
 
 def format_bytes(v: Any) -> str:
     """Bytes as ``kB``/``MB``/``GB`` (decimal) with three significant digits; ``—`` for null."""
-    x = _num(v)
+    x = as_number(v)
     if x is None:
-        return _MISSING
+        return MISSING
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(x) >= scale:
             return f"{x / scale:.3g} {unit}"
@@ -33,9 +33,9 @@ def format_bytes(v: Any) -> str:
 
 def format_count(v: Any) -> str:
     """A count as ``k``/``M`` with three significant digits."""
-    x = _num(v)
+    x = as_number(v)
     if x is None:
-        return _MISSING
+        return MISSING
     for unit, scale in (("M", 1e6), ("k", 1e3)):
         if abs(x) >= scale:
             return f"{x / scale:.3g}{unit}"
@@ -43,12 +43,12 @@ def format_count(v: Any) -> str:
 
 
 def _metric(row: pd.Series) -> str:
-    name = _str(row.get("task_metric")) or "accuracy"
-    value = _num(row.get("task_metric_value"))
+    name = as_text(row.get("task_metric")) or "accuracy"
+    value = as_number(row.get("task_metric_value"))
     if value is None:
-        value, name = _num(row.get("accuracy")), "accuracy"
+        value, name = as_number(row.get("accuracy")), "accuracy"
     if value is None:
-        return _MISSING
+        return MISSING
     return f"{name} {value * 100:.1f}%" if name == "accuracy" else f"{name} {value:.3f}"
 
 
@@ -75,25 +75,25 @@ def training_table(cells_df: pd.DataFrame, title: str | None = "Training cells")
     sort_cols = [c for c in ("task", "model", "variant", "seed", "repeat") if c in df.columns]
     for i in df.sort_values(sort_cols, kind="stable").index:
         row = df.loc[i]
-        share = _num(row.get("trainable_share"))
+        share = as_number(row.get("trainable_share"))
         trainable = format_count(row.get("trainable_params")) + (f" ({share * 100:.3g}%)" if share is not None else "")
-        loss = _num(row.get("final_train_loss"))
-        status = _str(row.get("status")) or _MISSING
+        loss = as_number(row.get("final_train_loss"))
+        status = as_text(row.get("status")) or MISSING
         if status == "error":
-            status = f"error: {(_str(row.get('error')) or '')[:200]}"
-        n = _num(row.get("n"))
-        steps = _num(row.get("steps"))
+            status = f"error: {(as_text(row.get('error')) or '')[:200]}"
+        n = as_number(row.get("n"))
+        steps = as_number(row.get("steps"))
         table.add_row(
-            _str(row.get("task")) or _MISSING,
-            _str(row.get("variant")) or _MISSING,
-            f"{n:.0f}" if n is not None else _MISSING,
+            as_text(row.get("task")) or MISSING,
+            as_text(row.get("variant")) or MISSING,
+            f"{n:.0f}" if n is not None else MISSING,
             _metric(row),
             trainable,
             format_bytes(row.get("saved_activation_bytes")),
             format_seconds(row.get("train_time_s")),
             format_energy(row.get("train_energy_j"), row.get("train_energy_source")),
-            f"{steps:.0f}" if steps is not None else _MISSING,
-            f"{loss:.3f}" if loss is not None else _MISSING,
+            f"{steps:.0f}" if steps is not None else MISSING,
+            f"{loss:.3f}" if loss is not None else MISSING,
             format_bytes(row.get("adapter_bytes")),
             format_seconds(row.get("switch_time_s")),
             status,

@@ -1,163 +1,138 @@
-"""The OpenAI-compatible HTTP app: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+"""The OpenAI-compatible HTTP app: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``.
 
 :func:`create_app` serves a dict of :class:`~harness.serve.protocol.ChatBackend` under their
-model names. The request body is validated here (the subset of the OpenAI Chat Completions
-API that τ²-bench sends through LiteLLM, see :func:`parse_request`), the backend answers one
-request at a time (one lock per backend; a backend with ``thread_safe = True`` is called
-concurrently), and the reply is returned as an OpenAI ``chat.completion`` body with
-``usage`` and ``finish_reason`` always set.
+model names. The request body is validated by :func:`harness.serve.parse.parse_request` (every
+field that would change the output is implemented or refused with a 400 naming it), the
+backend answers one request at a time (one lock per backend; a backend with
+``thread_safe = True`` is called concurrently), and the reply is returned as an OpenAI
+``chat.completion`` body with ``usage`` and ``finish_reason`` always set, or, with
+``stream: true``, as ``chat.completion.chunk`` server-sent events (:mod:`harness.serve.sse`).
 
 Errors are OpenAI-shaped (``{"error": {"message", "type", "param", "code"}}``):
 
 ====  ==========================================================================
-400   malformed body, ``stream: true``, ``n > 1``, a ``tool_choice`` function not in
-      ``tools``, or a backend ``ValueError``
-401   missing or wrong bearer key (when the app has one)
+400   malformed body, an unrecognised field, a field at a value this server does not
+      honour (``n > 1``, ``logprobs: true``, ``presence_penalty: 0.5``, …), a
+      ``tool_choice`` function not in ``tools``, or a backend ``ValueError``
+401   missing or wrong bearer key (when the app has one; ``/health`` needs none)
 404   unknown ``model`` (``code: model_not_found``) or route (``code: unknown_url``)
 405   wrong HTTP method for a route (``code: method_not_allowed``)
 500   the backend raised anything else (the message says what)
 ====  ==========================================================================
 
+A streamed request answers its error with that status when the backend fails before its
+first event (e.g. a conversation that cannot be templated); after the stream began, the
+error is an ``error`` event in the stream.
+
 Every chat request leaves a :class:`~harness.serve.protocol.RequestRecord` in the log, errors
-included (``status``, ``error``; a 401 with ``served_model`` empty). Body extensions (ignored by OpenAI clients, readable as extra fields):
-``truncated_turns`` and ``harness`` (request id, queue/latency/TTFT seconds, energy).
+included (``status``, ``error``; a 401 with ``served_model`` empty; 499 for a stream the client
+closed), and one INFO line on the ``harness.serve`` logger (status, model, tokens, latency,
+TTFT; other routes: method, path, status, latency; ``/health`` at DEBUG). Body extensions
+(ignored by OpenAI clients, readable as extra fields): ``truncated_turns`` and ``harness``
+(request id, queue/latency/TTFT seconds, energy); in a stream, on the final chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
+import sys
 import threading
 import time
 import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from harness.serve.protocol import ChatBackend, ChatReply, ChatRequest, RequestLog, RequestRecord
+from harness.serve.parse import ApiError, bad, parse_request
+from harness.serve.protocol import ChatBackend, ChatReply, ChatRequest, RequestLog, RequestRecord, StreamClosed
+from harness.serve.sse import DONE, ChunkMaker, event
 
-ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-TOOL_CHOICES = ("auto", "none", "required")
+__all__ = ["ApiError", "configure_logging", "create_app", "parse_request", "response_body"]
 
-
-class ApiError(Exception):
-    """An error with an HTTP status and an OpenAI error ``type``/``code``/``param``."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}},
-            status_code=self.status,
-        )
+CHAT_PATH = "/v1/chat/completions"
+logger = logging.getLogger("harness.serve")
 
 
-def _bad(message: str, param: str | None = None) -> ApiError:
-    return ApiError(400, message, param=param)
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stderr`` is when a record comes."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
-def _int_field(body: dict, key: str, minimum: int | None = None) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"{key} must be an integer, got {value!r}", key)
-    if minimum is not None and value < minimum:
-        raise _bad(f"{key} must be >= {minimum}, got {value}", key)
-    return value
-
-
-def parse_request(body: Any) -> ChatRequest:
-    """Validate an OpenAI chat-completions body into a :class:`ChatRequest`.
-
-    Accepted and used: ``model``, ``messages``, ``tools``, ``tool_choice``, ``max_tokens`` /
-    ``max_completion_tokens`` (the smaller when both), ``temperature``, ``seed``. Accepted and
-    ignored: ``stream: false``, ``n: 1``, ``stop``, ``top_p`` and any unknown field.
+def configure_logging(level: str = "info", stream=None) -> logging.Logger:
+    """Send the ``harness.serve`` logger's lines (one per request) to ``stream`` (default: the
+    current ``sys.stderr``) at ``level`` (``debug``/``info``/``warning``/``error``); what
+    ``harness serve`` calls. Calling it again replaces the handler it added.
 
     Raises:
-        ApiError: 400 with a message naming the offending field.
+        ValueError: an unknown level name.
     """
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("model is required (the served variant name)", "model")
-    if body.get("stream"):
-        raise _bad("stream: true is not supported by this server; send stream: false", "stream")
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise _bad(f"n={n!r} is not supported; only one choice per request (n=1)", "n")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("messages must be a non-empty list", "messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise _bad(f"messages[{i}] must be an object", f"messages[{i}]")
-        if m.get("role") not in ROLES:
-            raise _bad(f"messages[{i}].role must be one of {', '.join(ROLES)}; got {m.get('role')!r}", f"messages[{i}].role")
-        content = m.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise _bad(f"messages[{i}].content must be a string, a list of parts or null", f"messages[{i}].content")
-        calls = m.get("tool_calls")
-        if calls is not None and not isinstance(calls, list):
-            raise _bad(f"messages[{i}].tool_calls must be a list", f"messages[{i}].tool_calls")
-        for j, call in enumerate(calls or []):
-            where = f"messages[{i}].tool_calls[{j}]"
-            if not isinstance(call, dict):
-                raise _bad(f"{where} must be an object {{id, type: function, function: {{name, arguments}}}}", where)
-            fn = call.get("function")
-            if fn is not None and not isinstance(fn, dict):
-                raise _bad(f"{where}.function must be an object {{name, arguments}}", f"{where}.function")
-            if fn is not None and fn.get("name") is not None and not isinstance(fn["name"], str):
-                raise _bad(f"{where}.function.name must be a string", f"{where}.function.name")
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _bad("tools must be a list", "tools")
-        for i, t in enumerate(tools):
-            fn = t.get("function") if isinstance(t, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-                raise _bad(f"tools[{i}] must be {{type: function, function: {{name, parameters}}}}", f"tools[{i}]")
-            if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
-                raise _bad(f"tools[{i}].function.parameters must be a JSON schema object", f"tools[{i}].function.parameters")
-        tools = tools or None
-    tool_choice = body.get("tool_choice")
-    if tool_choice is not None:
-        if isinstance(tool_choice, str):
-            if tool_choice not in TOOL_CHOICES:
-                raise _bad(f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or a function object", "tool_choice")
-        elif not (isinstance(tool_choice, dict) and isinstance((tool_choice.get("function") or {}).get("name"), str)):
-            raise _bad("tool_choice object must be {type: function, function: {name}}", "tool_choice")
-        if tool_choice not in ("none", "auto") and not tools:
-            raise _bad("tool_choice requires tools", "tool_choice")
-        if isinstance(tool_choice, dict) and tools:
-            offered = [t["function"]["name"] for t in tools]
-            if tool_choice["function"]["name"] not in offered:
-                raise _bad(
-                    f"tool_choice names function {tool_choice['function']['name']!r}, which is not in tools "
-                    f"({', '.join(offered)})", "tool_choice",
-                )
-    caps = [c for c in (_int_field(body, "max_tokens", 1), _int_field(body, "max_completion_tokens", 1)) if c is not None]
-    temperature = body.get("temperature")
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-            raise _bad(f"temperature must be a number >= 0, got {temperature!r}", "temperature")
-        temperature = float(temperature)
-    return ChatRequest(
-        model=model,
-        messages=messages,
-        tools=tools,
-        tool_choice=tool_choice,
-        max_tokens=min(caps) if caps else None,
-        temperature=temperature,
-        seed=_int_field(body, "seed"),
-    )
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}; use debug, info, warning or error")
+    for handler in [h for h in logger.handlers if getattr(h, "_harness_serve", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    handler._harness_serve = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(number)
+    return logger
+
+
+def log_line(record: RequestRecord) -> str:
+    """The log line of one chat request."""
+    ttft = "-" if record.ttft_s is None else f"{record.ttft_s:.4f}"
+    line = (f"POST {CHAT_PATH} {record.status} model={record.served_model or '-'} "
+            f"stream={'yes' if record.stream else 'no'} prompt_tokens={record.prompt_tokens} "
+            f"completion_tokens={record.completion_tokens} latency_s={record.latency_s:.4f} ttft_s={ttft} "
+            f"queue_s={record.queue_s:.4f} finish={record.finish_reason} id={record.request_id}")
+    return line + (f" error={record.error!r}" if record.error else "")
+
+
+class AccessLog:
+    """ASGI middleware: one line per request to a route other than the chat route (which logs
+    its own, richer line once the reply, streamed or not, is complete)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or (scope["path"] == CHAT_PATH and scope["method"] == "POST"):
+            return await self.app(scope, receive, send)
+        t0, logged = time.perf_counter(), []
+
+        def line(status: int) -> None:  # logged when the response starts: before the client can see it
+            logged.append(status)
+            level = logging.DEBUG if scope["path"] == "/health" else logging.INFO
+            logger.log(level, "%s %s %d latency_s=%.4f", scope["method"], scope["path"], status,
+                       time.perf_counter() - t0)
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                line(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if not logged:
+                line(500)
 
 
 def response_body(request_id: str, model: str, reply: ChatReply, extra: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +168,15 @@ def _check_reply(reply: ChatReply) -> None:
         raise TypeError(f"finish_reason {reply.finish_reason!r} is not stop/length/tool_calls")
 
 
+def _as_api_error(exc: BaseException) -> ApiError:
+    """A backend's exception as the error the client gets: ``ValueError`` 400, anything else 500."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ValueError):
+        return bad(str(exc))
+    return ApiError(500, f"{type(exc).__name__}: {exc}", type_="server_error")
+
+
 def create_app(
     backends: dict[str, ChatBackend],
     log: RequestLog | None = None,
@@ -203,7 +187,8 @@ def create_app(
 
     Args:
         backends: served model name → backend. A backend is called under its own lock unless
-            it has a true ``thread_safe`` attribute.
+            it has a true ``thread_safe`` attribute; one with a true ``streams`` attribute
+            streams its content as it is generated (see :mod:`harness.serve.protocol`).
         log: where each request's :class:`RequestRecord` goes (a new one when ``None``;
             reachable as ``app.state.log``).
         api_key: when set, requests need ``Authorization: Bearer <api_key>`` (else 401).
@@ -226,7 +211,32 @@ def create_app(
             pass
     locks = {name: threading.Lock() for name in backends}
     app = FastAPI(title="harness serve", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(AccessLog)
     app.state.backends, app.state.log, app.state.telemetry = backends, log, telemetry
+
+    def record(entry: RequestRecord) -> None:
+        log.add(entry)
+        logger.info("%s", log_line(entry))
+
+    def failed(request_id: str, model: str, t_start: float, exc: ApiError, stream: bool) -> RequestRecord:
+        t_end = time.perf_counter()
+        return RequestRecord(
+            request_id=request_id, served_model=str(model), t_start=t_start, t_end=t_end,
+            latency_s=t_end - t_start, ttft_s=None, prompt_tokens=0, completion_tokens=0,
+            finish_reason="error", n_tool_calls=0, truncated_turns=0, status=exc.status, error=exc.message,
+            stream=stream,
+        )
+
+    def succeeded(request_id: str, chat: ChatRequest, t_start: float, t_end: float, reply: ChatReply,
+                  extra: dict) -> RequestRecord:
+        return RequestRecord(
+            request_id=request_id, served_model=chat.model, t_start=t_start, t_end=t_end,
+            latency_s=t_end - t_start, ttft_s=reply.ttft_s, prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason,
+            n_tool_calls=len(reply.tool_calls), truncated_turns=reply.truncated_turns,
+            energy_j=extra["energy_j"], energy_source=extra["energy_source"], queue_s=extra["queue_s"],
+            stream=chat.stream,
+        )
 
     def authorize(request: Request) -> None:
         if api_key is None:
@@ -236,24 +246,95 @@ def create_app(
         if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
             raise ApiError(401, "invalid or missing API key (send Authorization: Bearer <key>)", code="invalid_api_key")
 
-    def serve(request_id: str, chat: ChatRequest, backend: ChatBackend, t_start: float) -> tuple[ChatReply, dict]:
+    def serve(request_id: str, chat: ChatRequest, backend: ChatBackend, t_start: float,
+              emit=None) -> tuple[ChatReply, dict]:
         lock = None if getattr(backend, "thread_safe", False) else locks[chat.model]
+        call = (lambda: backend.complete(chat, emit=emit)) if emit is not None and getattr(backend, "streams", False) \
+            else (lambda: backend.complete(chat))
         if lock is not None:
             lock.acquire()
         try:
             t_run = time.perf_counter()
             if telemetry is None:
-                reply = backend.complete(chat)
+                reply = call()
                 energy_j, source = None, "unavailable"
             else:
                 with telemetry.window(f"serve:{chat.model}:{request_id}") as window:
-                    reply = backend.complete(chat)
+                    reply = call()
                 energy_j, source = window.result.energy_j, window.result.energy_source
         finally:
             if lock is not None:
                 lock.release()
         _check_reply(reply)
         return reply, {"queue_s": t_run - t_start, "energy_j": energy_j, "energy_source": source}
+
+    async def streamed(request_id: str, chat: ChatRequest, backend: ChatBackend, t_start: float):
+        """Run the backend in its own thread and relay its events; raises the backend's error
+        as an :class:`ApiError` when it fails before its first event (a plain HTTP error then)."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        closed = threading.Event()
+
+        def put(item) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, item)
+
+        def emit(delta: str) -> None:
+            if closed.is_set():
+                raise StreamClosed("the client closed the stream")
+            put(("delta", delta))
+
+        def work() -> None:
+            try:
+                reply, extra = serve(request_id, chat, backend, t_start, emit)
+                put(("done", reply, extra, time.perf_counter()))
+            except BaseException as exc:  # noqa: BLE001 - relayed to the client
+                try:
+                    put(("error", exc, None, time.perf_counter()))
+                except RuntimeError:  # the event loop is gone (server shut down)
+                    pass
+
+        threading.Thread(target=work, name=f"harness-stream:{request_id[-8:]}", daemon=True).start()
+        first = await events.get()
+        if first[0] == "error":
+            raise _as_api_error(first[1])
+        maker = ChunkMaker(request_id, chat.model, chat.include_usage)
+
+        async def body():
+            shown: list[str] = []
+            finished = False
+            item = first
+            try:
+                yield maker.role()
+                while True:
+                    if item[0] == "delta":
+                        shown.append(item[1])
+                        yield maker.content(item[1])
+                    elif item[0] == "done":
+                        _, reply, extra, t_end = item
+                        entry = succeeded(request_id, chat, t_start, t_end, reply, extra)
+                        extensions = {"truncated_turns": reply.truncated_turns, "harness": {
+                            "request_id": request_id, "latency_s": entry.latency_s, "ttft_s": reply.ttft_s, **extra}}
+                        finished = True  # generation is complete: logged as served, whatever the socket does
+                        record(entry)
+                        for chunk in maker.closing(reply, "".join(shown), extensions):
+                            yield chunk
+                        return
+                    else:
+                        error = _as_api_error(item[1])
+                        finished = True
+                        record(failed(request_id, chat.model, t_start, error, True))
+                        yield event(error.body())
+                        yield DONE
+                        return
+                    item = await events.get()
+            finally:
+                if not finished:  # the client went away mid-stream
+                    closed.set()
+                    record(failed(request_id, chat.model, t_start,
+                                  ApiError(499, "the client closed the stream"), True))
+
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -264,7 +345,7 @@ def create_app(
         """Unknown routes (404) and wrong methods (405), OpenAI-shaped instead of ``{"detail"}``."""
         if exc.status_code == 404:
             message, code = (f"unknown route {_request.method} {_request.url.path}; this server serves "
-                             "POST /v1/chat/completions and GET /v1/models"), "unknown_url"
+                             f"POST {CHAT_PATH}, GET /v1/models and GET /health"), "unknown_url"
         elif exc.status_code == 405:
             message, code = f"method {_request.method} is not allowed on {_request.url.path}", "method_not_allowed"
         else:
@@ -274,6 +355,11 @@ def create_app(
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness: 200 ``{"status": "ok"}`` while the server answers (no key needed)."""
+        return {"status": "ok"}
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -290,18 +376,19 @@ def create_app(
             raise ApiError(404, f"The model {model!r} does not exist", code="model_not_found", param="model")
         return {"id": model, "object": "model", "created": 0, "owned_by": "harness"}
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> JSONResponse:
+    @app.post(CHAT_PATH)
+    async def chat_completions(request: Request):
         t_start = time.perf_counter()
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        model = ""
+        model, stream = "", False
         try:
             authorize(request)  # inside: a 401 is logged too (its body is not read: model "")
             try:
                 body = json.loads(await request.body())
             except (ValueError, UnicodeDecodeError) as exc:
-                raise _bad(f"the request body is not valid JSON: {exc}") from None
+                raise bad(f"the request body is not valid JSON: {exc}") from None
             model = body.get("model", "") if isinstance(body, dict) else ""
+            stream = isinstance(body, dict) and body.get("stream") is True
             chat = parse_request(body)
             backend = backends.get(chat.model)
             if backend is None:
@@ -309,32 +396,18 @@ def create_app(
                     404, f"The model {chat.model!r} does not exist (served: {', '.join(sorted(backends))})",
                     code="model_not_found", param="model",
                 )
+            if chat.stream:
+                return await streamed(request_id, chat, backend, t_start)
             try:
                 reply, extra = await run_in_threadpool(serve, request_id, chat, backend, t_start)
-            except ValueError as exc:
-                raise _bad(str(exc)) from None
-            except ApiError:
-                raise
             except Exception as exc:  # a backend bug: report it, keep serving
-                raise ApiError(500, f"{type(exc).__name__}: {exc}", type_="server_error") from None
+                raise _as_api_error(exc) from None
         except ApiError as exc:
-            t_end = time.perf_counter()
-            log.add(RequestRecord(
-                request_id=request_id, served_model=str(model), t_start=t_start, t_end=t_end,
-                latency_s=t_end - t_start, ttft_s=None, prompt_tokens=0, completion_tokens=0,
-                finish_reason="error", n_tool_calls=0, truncated_turns=0, status=exc.status, error=exc.message,
-            ))
+            record(failed(request_id, model, t_start, exc, stream))
             return exc.response()
-        t_end = time.perf_counter()
-        record = RequestRecord(
-            request_id=request_id, served_model=chat.model, t_start=t_start, t_end=t_end,
-            latency_s=t_end - t_start, ttft_s=reply.ttft_s, prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason,
-            n_tool_calls=len(reply.tool_calls), truncated_turns=reply.truncated_turns,
-            energy_j=extra["energy_j"], energy_source=extra["energy_source"], queue_s=extra["queue_s"],
-        )
-        log.add(record)
-        extra = {"request_id": request_id, "latency_s": record.latency_s, "ttft_s": reply.ttft_s, **extra}
+        entry = succeeded(request_id, chat, t_start, time.perf_counter(), reply, extra)
+        record(entry)
+        extra = {"request_id": request_id, "latency_s": entry.latency_s, "ttft_s": reply.ttft_s, **extra}
         return JSONResponse(response_body(request_id, chat.model, reply, extra))
 
     return app

@@ -34,8 +34,22 @@ Tool calling (fallback format, see :mod:`~harness.serve.chat_format`):
 Usage counts every decode the request took: ``prompt_tokens`` sums the prompts read
 (prefills included), ``completion_tokens`` the tokens generated, which is at most the request's
 ``max_tokens`` over all its decodes (each decode gets what the earlier ones left; with nothing
-left a required call is built from what is there); ``ttft_s`` is from the
-first decode's start to the first token of the decode whose output is returned.
+left a required call is built from what is there); ``ttft_s`` is the time of the request's
+first generated token, from the start of its first decode's prefill (the decode loop's own
+``ttft_s`` when that decode wrote it, as it always does unless cut to nothing): a forced call's
+name decode, not the arguments decode after it (DESIGN.md §4; templating and tokenization
+excluded).
+
+Request options: ``stop`` strings end the free-text decode (the content is cut before them;
+not the prefilled call decodes of ``required``, whose text is a call, not content);
+``temperature``/``top_p``/``seed`` drive every decode's sampling
+(:class:`harness.generation.GenerationSettings`).
+
+Streaming (``complete(request, emit=...)``, see :mod:`harness.serve.protocol`): the free-text
+decode feeds a :class:`~harness.serve.textstream.TextStream` from the decode policy's
+``after_token`` hook, right after each token is timed; with tools offered, text from the first
+character a call can start with is held until the reply is parsed. A ``required`` call emits
+nothing while decoding (its reply is the call).
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ import torch
 from harness.generation import DecodePolicy, GenerationSettings, RowState, eos_ids, generate
 from harness.serve import chat_format, toolcall
 from harness.serve.protocol import ChatReply, ChatRequest
+from harness.serve.textstream import CALL_OPENERS, TextStream
 from harness.telemetry.clock import monotonic_s
 
 CALL_PREFILL = '<tool_call>\n{"name": "'
@@ -74,10 +89,12 @@ def is_string_schema(schema: Any) -> bool:
 
 class NonBlankPolicy(DecodePolicy):
     """Delegates every hook to the technique's policy, but masks the EOS logits of a row until
-    its text holds a non-blank character (so a reply is never empty)."""
+    its text holds a non-blank character (so a reply is never empty). ``on_token(token_id)``,
+    when given, is called with each token the row keeps, first thing in ``after_token`` (the
+    token is already timed: streaming it adds nothing to the TTFT the loop records)."""
 
-    def __init__(self, inner: DecodePolicy, eos: list[int]):
-        self.inner, self.eos = inner, list(eos)
+    def __init__(self, inner: DecodePolicy, eos: list[int], on_token: Callable[[int], None] | None = None):
+        self.inner, self.eos, self.on_token = inner, list(eos), on_token
         self._blank: dict[int, bool] = {}
 
     @property
@@ -107,6 +124,8 @@ class NonBlankPolicy(DecodePolicy):
         return self.inner.forward(model, **inputs)
 
     def after_token(self, row: RowState, token: int, text_so_far: Callable[[], str]) -> None:
+        if self.on_token is not None:
+            self.on_token(token)
         if self._blank.get(row.index, True):
             self._blank[row.index] = not text_so_far().strip()
         self.inner.after_token(row, token, text_so_far)
@@ -128,7 +147,8 @@ def context_length(model, tokenizer) -> int:
 class VariantBackend:
     """Serves one harness variant (model + decode policy) as a :class:`ChatBackend`.
 
-    Not thread-safe: the app calls it under a lock (``thread_safe = False``).
+    Not thread-safe: the app calls it under a lock (``thread_safe = False``). Streams
+    (``streams = True``: :meth:`complete` takes ``emit``).
 
     Args:
         model, tokenizer: the variant's ``transformers`` model and tokenizer.
@@ -149,6 +169,7 @@ class VariantBackend:
     """
 
     thread_safe = False
+    streams = True
 
     def __init__(
         self,
@@ -216,16 +237,21 @@ class VariantBackend:
         variant = technique.wrap(base, batch_size=1, max_new_tokens=kwargs.get("max_tokens", 256))
         return cls.from_variant(variant, **kwargs)
 
-    def _decode(self, prompt_ids: list[int], cap: int, request: ChatRequest, stops: list[str]):
+    def _decode(self, prompt_ids: list[int], cap: int, request: ChatRequest, stops: list[str], on_token=None):
         settings = GenerationSettings(
             max_new_tokens=cap, stop_strings=stops, eos_token_ids=self.eos,
             temperature=request.temperature or 0.0, seed=request.seed,
+            top_p=1.0 if request.top_p is None else request.top_p,
         )
-        policy = NonBlankPolicy(self.policy_factory(), self.eos)
+        policy = NonBlankPolicy(self.policy_factory(), self.eos, on_token)
         return generate(self.model, self.tokenizer, [prompt_ids], settings, policy)[0]
 
-    def complete(self, request: ChatRequest) -> ChatReply:
-        """Answer ``request`` with one (rarely two) decodes; see the module docstring."""
+    def complete(self, request: ChatRequest, emit: Callable[[str], None] | None = None) -> ChatReply:
+        """Answer ``request`` with one (rarely two) decodes; see the module docstring.
+
+        Args:
+            emit: streaming sink for content deltas (called from this thread), or ``None``.
+        """
         cap = request.max_tokens or self.max_tokens
         budget = self.context - cap
         if self.max_prompt_tokens is not None:
@@ -236,12 +262,13 @@ class VariantBackend:
         names = [t["function"]["name"] for t in tools or []]
         forced = request.tool_choice["function"]["name"] if isinstance(request.tool_choice, dict) and tools else None
         required = bool(tools) and (request.tool_choice == "required" or forced is not None)
-        began = monotonic_s()
         usage = [0, 0]
+        starts: list[float] = []  # each decode's start (monotonic s)
+        first_token: list[float] = []  # the request's first token, from the first decode's start
 
         by_name = {t["function"]["name"]: t["function"] for t in tools or []}
 
-        def decode(prefill: str, choice, stops: list[str], limit: int):
+        def decode(prefill: str, choice, stops: list[str], limit: int, stream: TextStream | None = None):
             """One decode, capped by what is left of the request's ``cap`` (all decodes of a
             request together generate at most ``cap`` tokens); none when nothing is left."""
             prompt = chat_format.render(
@@ -250,13 +277,15 @@ class VariantBackend:
             )
             limit = min(limit, cap - usage[1])
             if limit < 1:
-                return prompt, _NO_DECODE, prefill, None
-            start = monotonic_s()
-            result = self._decode(prompt.token_ids, limit, request, stops)
+                return prompt, _NO_DECODE, prefill
+            starts.append(monotonic_s())
+            on_token = None if stream is None else stream.push
+            result = self._decode(prompt.token_ids, limit, request, stops, on_token)
             usage[0] += len(prompt.token_ids)
             usage[1] += result.output_tokens
-            ttft = None if result.ttft_s is None else (start - began) + result.ttft_s
-            return prompt, result, prefill + result.text, ttft
+            if not first_token and result.ttft_s is not None:
+                first_token.append(starts[-1] - starts[0] + result.ttft_s)
+            return prompt, result, prefill + result.text
 
         def must_call():
             """Name (prefilled when forced, else written by the model up to its closing quote),
@@ -265,7 +294,7 @@ class VariantBackend:
             choice = request.tool_choice if forced else "required"
             name = forced
             if name is None:
-                _, _, text, _ = decode(CALL_PREFILL, choice, ['"', "\n"], 24)
+                _, _, text = decode(CALL_PREFILL, choice, ['"', "\n"], 24)
                 name = toolcall.match_name(text[len(CALL_PREFILL):].split('"')[0].strip(), names, cutoff=0.0)
             schema = by_name.get(name, {}).get("parameters") or {}
             properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
@@ -276,14 +305,15 @@ class VariantBackend:
             return decode(prefill, choice, [chat_format.CALL_CLOSE], cap)
 
         if required:
-            prompt, result, text, ttft = must_call()
+            prompt, result, text = must_call()
         else:
-            stops = [chat_format.CALL_CLOSE] if tools and not self.native else []
-            prompt, result, text, ttft = decode("", request.tool_choice, stops, cap)
+            stops = ([chat_format.CALL_CLOSE] if tools and not self.native else []) + list(request.stop)
+            stream = None if emit is None else TextStream(self.tokenizer, emit, stops, CALL_OPENERS if tools else "")
+            prompt, result, text = decode("", request.tool_choice, stops, cap, stream)
         content, calls = toolcall.parse_tool_calls(text, names, strict=not required) if tools else ((text.strip() or None), [])
         if tools and not calls and content is None:  # blank output under the cap: insist on a call
             required = True
-            prompt, result, text, ttft = must_call()
+            prompt, result, text = must_call()
             content, calls = toolcall.parse_tool_calls(text, names)
         if required and not calls:
             content, calls = None, [toolcall.forced_call(text, names, forced)]
@@ -300,7 +330,7 @@ class VariantBackend:
             finish_reason=finish,
             prompt_tokens=usage[0],
             completion_tokens=usage[1],
-            ttft_s=ttft,
+            ttft_s=first_token[0] if first_token else None,
             truncated_turns=prompt.truncated_turns,
         )
 

@@ -8,8 +8,17 @@ the :class:`ChatReply` into the OpenAI response body. Every served request leave
 :class:`RequestRecord` in the server's :class:`RequestLog`, which the agent cells
 (:mod:`harness.agents`) read to attribute tokens, time and energy to τ² tasks.
 
-Wire format followed: OpenAI Chat Completions API (``POST /v1/chat/completions``), the
-subset τ²-bench sends through LiteLLM.
+Wire format followed: OpenAI Chat Completions API (``POST /v1/chat/completions``): every field
+that changes the output is implemented or refused (:mod:`harness.serve.parse`), and replies
+stream as ``chat.completion.chunk`` events when asked (:mod:`harness.serve.sse`).
+
+Streaming seam: a backend with a true ``streams`` attribute is called as
+``complete(request, emit=emit)`` and calls ``emit(text)`` from its own thread with each piece of
+the reply's content as soon as it is safe to show (no part of a stop string, nothing that may
+turn into a tool call); the joined pieces, stripped, are a prefix of the final ``content``. The
+app completes the stream from the returned :class:`ChatReply`. ``emit`` raises
+:class:`StreamClosed` once the client has gone, which ends the decode early. A backend without
+``streams`` is called as ``complete(request)`` and its reply streams in one piece at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +26,10 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+
+class StreamClosed(Exception):
+    """Raised by a streaming ``emit`` when the client closed the stream (the decode stops)."""
 
 
 @dataclass
@@ -35,6 +48,11 @@ class ChatRequest:
         max_tokens: cap on completion tokens (``max_completion_tokens`` is folded in), or ``None``.
         temperature: sampling temperature; ``0``/``None`` = greedy.
         seed: sampling seed, or ``None``.
+        top_p: nucleus sampling mass in ``(0, 1]`` (``None`` = 1); unused when greedy.
+        stop: stop strings (at most 4): the content ends before the first one written
+            (``finish_reason="stop"``); empty = none.
+        stream: the client asked for ``stream: true`` (the app's concern; backends may ignore it).
+        include_usage: ``stream_options.include_usage``: a last chunk carries ``usage``.
     """
 
     model: str
@@ -44,6 +62,10 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     seed: int | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    stream: bool = False
+    include_usage: bool = False
 
 
 @dataclass
@@ -74,7 +96,9 @@ class ChatBackend(Protocol):
     """What the server serves under one model name."""
 
     def complete(self, request: ChatRequest) -> ChatReply:
-        """Answer ``request``. Raises ``ValueError`` for a request it cannot serve (→ HTTP 400)."""
+        """Answer ``request``. Raises ``ValueError`` for a request it cannot serve (→ HTTP 400).
+
+        A backend with ``streams = True`` also takes ``emit`` (see the module docstring)."""
         ...
 
 
@@ -88,8 +112,10 @@ class RequestRecord:
 
     ``t_start`` is when the server began handling the request (before waiting for the
     backend's lock), ``queue_s`` the wait for that lock, ``latency_s = t_end - t_start``
-    (queue included); ``ttft_s`` is the decode loop's (from the start of its prefill to the
-    first token: queue, templating and tokenization excluded).
+    (queue included); ``ttft_s`` is the decode loop's (from the start of the request's first
+    prefill to its first generated token, whichever of the request's decodes wrote it: queue,
+    templating and tokenization excluded). ``stream`` says the reply was streamed; ``status``
+    499 is a stream the client closed before its end.
     """
 
     request_id: str
@@ -108,6 +134,7 @@ class RequestRecord:
     status: int = 200
     error: str | None = None
     queue_s: float = 0.0
+    stream: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,8 @@ flush), ``exit``. A reply is an 8-byte big-endian length and a pickle of ``{"sam
 
 Spec (``kind = "nvml"``): ``{"kind": "nvml", "uuids": [...], "pid": int, "period_s": float}``:
 per-device power (W), device memory used (bytes), memory of ``pid`` (bytes), utilisation
-(0..1) for the NVML devices with these UUIDs, and the RSS of ``pid`` (bytes). ``kind =
+(0..1), the processes other than ``pid`` (``[[pid, bytes], ...]``, :mod:`.interference`) for the
+NVML devices with these UUIDs, and the RSS of ``pid`` (bytes). ``kind =
 "rss"`` samples only the RSS (used by the tests on machines without a GPU).
 """
 
@@ -74,6 +75,7 @@ def build_probes(spec: Mapping[str, Any]) -> dict[str, Probe]:
     probes["mem_used_bytes"] = lambda: [nv.memory_used_bytes(d) for d in gpus]
     probes["proc_mem_bytes"] = lambda: [nv.process_memory_bytes(d, pid) for d in gpus]
     probes["util"] = lambda: [nv.utilization(d) for d in gpus]
+    probes["other_procs"] = lambda: [nv.other_processes(d, pid) for d in gpus]
     return probes
 
 
@@ -105,11 +107,9 @@ class _Child:
 
     def _flush(self) -> None:
         s = self.sampler
-        with s._lock:
-            new = s._samples[self.sent :]
-            self.sent = len(s._samples)
-            body = {"samples": [(x.t, dict(x.values)) for x in new], "ticks": s._ticks, "missed": s._missed,
-                    "errors": dict(s.probe_errors)}
+        new, self.sent, ticks, missed = s.state_since(self.sent)
+        body = {"samples": [(x.t, dict(x.values)) for x in new], "ticks": ticks, "missed": missed,
+                "errors": dict(s.probe_errors)}
         data = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
         self.out.write(_LEN.pack(len(data)) + data)
         self.out.flush()

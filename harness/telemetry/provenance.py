@@ -2,8 +2,10 @@
 
 Everything returned is JSON-serialisable. Identifying host facts are hashed
 (sha256, first 16 hex digits), never stored raw: the hostname and
-``/etc/machine-id``. GPU facts come from NVML (:mod:`.nvml`) for the devices
-visible to CUDA.
+``/etc/machine-id``. GPU facts come from NVML (:mod:`.nvml`) for the GPUs the run's
+device uses (``cuda:N``: CUDA device N; ``cuda``: the current CUDA device; ``cpu``: none), not
+every visible one, each mapped from CUDA to NVML by UUID or PCI bus id (``mapped_by``), with
+``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER`` recorded beside them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .cuda_devices import CudaDevice, cuda_devices, current_index, device_order
 from .nvml import Nvml, NvmlUnavailable
 
 HASH_CHARS = 16
@@ -106,14 +109,20 @@ def _cuda_runtime_version() -> str | None:
     return getattr(getattr(torch, "version", None), "cuda", None) if torch else None
 
 
-def gpu_provenance() -> dict[str, Any]:
-    """Driver, CUDA driver version and visible GPUs from NVML; ``gpus=[]`` without it."""
+def gpu_provenance(device: str = "cuda", cuda: list[CudaDevice] | None = None, current: int = 0) -> dict[str, Any]:
+    """Driver, CUDA driver version and the GPUs ``device`` uses, from NVML; ``gpus=[]`` without it.
+
+    Args:
+        device: ``cpu`` (no GPU), ``cuda`` (the current CUDA device, ``current``) or ``cuda:N``.
+        cuda: the CUDA runtime's devices (:func:`~harness.telemetry.cuda_devices.cuda_devices`)
+            for the UUID / PCI bus id mapping; ``None``: ``CUDA_VISIBLE_DEVICES`` is read.
+    """
     try:
         nv = Nvml.open()
     except NvmlUnavailable as exc:
         return {"nvml": False, "nvml_error": str(exc), "gpus": [], "gpu_driver": None, "cuda_driver": None}
     try:
-        gpus = [nv.device_info(d) for d in nv.visible_devices()]
+        gpus = [nv.device_info(d) for d in nv.select(device, cuda=cuda, current=current)]
         return {"nvml": True, "gpus": gpus, "gpu_driver": nv.driver_version(), "cuda_driver": nv.cuda_driver_version()}
     except Exception as exc:
         return {"nvml": False, "nvml_error": repr(exc), "gpus": [], "gpu_driver": None, "cuda_driver": None}
@@ -143,26 +152,41 @@ def collect_provenance(device: str, cwd: Path | str | None = None) -> dict[str, 
         "hostname_hash": short_hash(socket.gethostname()),
         "machine_id_hash": machine_id_hash(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "cuda_device_order": device_order(),
         "cuda_runtime": _cuda_runtime_version(),
-        **gpu_provenance(),
+        **_gpus_of(device),
     }
     prov["hardware_id"] = hardware_id(prov)
     json.dumps(prov)  # fail here, not when the run is written
     return prov
 
 
-def hardware_id(prov: dict[str, Any]) -> str:
-    """Short stable hash of the machine: CPU, cores, RAM, GPUs and the host.
+def _gpus_of(device: str) -> dict[str, Any]:
+    """:func:`gpu_provenance` for a cell's device; a cuda device asks the CUDA runtime (torch)."""
+    if device.partition(":")[0] != "cuda":
+        return gpu_provenance("cpu")  # driver facts only: a cpu cell uses no GPU
+    return gpu_provenance(device, cuda_devices(), current_index())
 
-    CPU model + cores + RAM is the same for every instance of a cloud machine
-    type, so the host's machine-id hash (else its hostname hash) is included.
+
+TEST_NODE_ENV = "HARNESS_TEST_NODE_ID"
+"""Tests only: a fake node name that enters the hardware id (two workers on one machine posing
+as two kinds of machine)."""
+
+
+def hardware_id(prov: dict[str, Any]) -> str:
+    """Short stable hash of the machine's *hardware class*: CPU model and cores, RAM, the GPU
+    models and the GPU driver — not the host or a device's UUID, so eight identical GPUs (or
+    eight nodes of one cloud type) are one Pareto slice, and cells of a cluster run compare.
     """
     ident = {
         "cpu_model": prov.get("cpu_model"),
         "cpu_logical_cores": prov.get("cpu_logical_cores"),
         "cpu_physical_cores": prov.get("cpu_physical_cores"),
         "ram_bytes": prov.get("ram_bytes"),
-        "gpus": sorted((g.get("name"), g.get("uuid")) for g in prov.get("gpus") or []),
-        "host": prov.get("machine_id_hash") or prov.get("hostname_hash"),
+        "gpus": sorted(g.get("name") or "" for g in prov.get("gpus") or []),
+        "gpu_driver": prov.get("gpu_driver"),
     }
+    node = os.environ.get(TEST_NODE_ENV)
+    if node:
+        ident["test_node"] = node
     return short_hash(json.dumps(ident, sort_keys=True, default=str))

@@ -198,6 +198,15 @@ class Sampler:
         with self._lock:
             return self._ticks
 
+    def state_since(self, index: int) -> tuple[list[Sample], int, int, int]:
+        """One consistent read (under the lock) for handing samples over in batches:
+        ``(the stored samples from position index on, samples stored, tick_count, missed_ticks)``.
+
+        The process sampler's child passes the number of samples it already sent as ``index``.
+        """
+        with self._lock:
+            return self._samples[index:], len(self._samples), self._ticks, self._missed
+
     def samples_between(self, t0: float, t1: float) -> list[Sample]:
         """Stored ticks with ``t0 <= t <= t1``, in time order."""
         with self._lock:

@@ -2,21 +2,14 @@
 
 Modelled on Zeus's ``ZeusMonitor.begin_window/end_window``: a window snapshots
 counters at its start, reads them again at its end and returns a
-:class:`WindowResult`. Windows are keyed; nested and overlapping windows with
-different keys are supported.
+:class:`~harness.telemetry.result.WindowResult`. Windows are keyed; nested and overlapping
+windows with different keys are supported.
 
 Energy, per device kind (``energy_source`` names what fed ``energy_j``):
 
-- ``cuda``: the NVML total-energy counter delta per used device
-  (``nvml_counter``). A device without the counter, or whose counter went down
-  (reset: dropped and ``flag_counter_reset``), falls back to the trapezoidal
-  integral of sampled power (``nvml_power_integral``). That integral is
-  ``energy_estimated=False``: power is *measured* by the board sensor, only its
-  integration between samples is approximate. A window shorter than
-  :data:`NVML_MIN_COUNTER_WINDOW_S` (~10 counter updates) is
-  ``flag_short_window`` and gets ``energy_j = mean sampled power x duration``
-  (``nvml_power_integral``, ``energy_estimated=True``) because a coarse counter
-  read over few updates can be 0 J or a whole update too much.
+- ``cuda``: the NVML counter of the used GPU, checked against the integral of sampled power,
+  with the power integral as fallback and for short windows (rules: :mod:`.gpu_energy`;
+  ``flag_energy_disagree``, ``flag_short_window``, ``flag_counter_reset``).
   ``energy_counter_j`` and ``energy_integral_j`` are both kept where available.
 - ``cpu``: RAPL package energy (``rapl``), else codecarbon's offline model
   (``codecarbon_estimate``, ``energy_estimated=True``; windows under
@@ -27,57 +20,43 @@ Unknown energy is ``None`` with ``energy_source='unavailable'``, never 0 J.
 ``idle_power_w`` is reported from :meth:`Telemetry.measure_idle`, never
 subtracted. ``energy_attributed`` is always ``False`` here: a window measures
 whole devices; sharing a window among cells is the caller's business.
+
+GPU memory: four peaks and their order check (:mod:`.gpu_memory`, ``flag_memory_order``).
+Other processes: ``other_cpu_share``, ``other_gpu_*`` and ``flag_interference``
+(:mod:`.interference`).
+
+Which GPU: ``cuda:N`` is CUDA device N and ``cuda`` the current CUDA device (where
+``.to("cuda")`` puts the model), mapped to NVML by UUID or PCI bus id (:mod:`.nvml`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from .clock import SYSTEM_CLOCK, Clock
 from .codecarbon_cpu import CO2_SOURCE, Co2Estimator, CodecarbonEstimate, CodecarbonUnavailable, CodecarbonWindow
+from .cuda_devices import CudaDevice, cuda_devices, current_index
+from .gpu_energy import NVML_MIN_COUNTER_WINDOW_S, GpuEnergy, combine_gpu_energy, power_series
+from .gpu_memory import memory_order_broken, peak_of_totals
+from .interference import PROC, CpuProbe, CpuSnapshot, describe, gpu_others, interference_flag, other_cpu_share
 from .memory import PeakRssTracker, rss_bytes
 from .nvml import Nvml, NvmlDevice, NvmlUnavailable
-from .rapl import DEFAULT_ROOT, RaplCounter, RaplUnavailable
 from .process_sampler import ProcessSampler
-from .sampler import DEFAULT_CPU_PERIOD_S, DEFAULT_PERIOD_S, Sample, Sampler, achieved_period_s, trapezoid_energy_j
+from .rapl import DEFAULT_ROOT, RaplCounter, RaplUnavailable
+from .result import ENERGY_SOURCES, TELEMETRY_COLUMNS, UNAVAILABLE, WindowHandle, WindowResult
+from .sampler import DEFAULT_CPU_PERIOD_S, DEFAULT_PERIOD_S, Sample, Sampler, achieved_period_s
 
-TELEMETRY_COLUMNS: tuple[str, ...] = (
-    "duration_s",
-    "energy_j",
-    "energy_source",
-    "energy_estimated",
-    "energy_attributed",
-    "energy_counter_j",
-    "energy_integral_j",
-    "energy_assumed_power_w",
-    "avg_power_w",
-    "idle_power_w",
-    "idle_power_source",
-    "co2_kg",
-    "co2_source",
-    "peak_rss_bytes",
-    "peak_rss_source",
-    "peak_allocated_bytes",
-    "peak_reserved_bytes",
-    "peak_device_used_bytes",
-    "peak_process_device_used_bytes",
-    "gpu_util_mean",
-    "sampler_period_s",
-    "sampler_achieved_period_s",
-    "sampler_missed_ticks",
-    "flag_short_window",
-    "flag_counter_reset",
-)
-ENERGY_SOURCES = ("nvml_counter", "nvml_power_integral", "rapl", "codecarbon_estimate", "unavailable")
-UNAVAILABLE = "unavailable"
+__all__ = [  # re-exported: the public names of the telemetry window API
+    "CODECARBON_MIN_WINDOW_S", "ENERGY_SOURCES", "GpuEnergy", "NVML_MIN_COUNTER_WINDOW_S", "RAPL_MIN_WINDOW_S",
+    "TELEMETRY_COLUMNS", "Telemetry", "UNAVAILABLE", "WindowHandle", "WindowResult", "combine_gpu_energy",
+]
 
-NVML_MIN_COUNTER_WINDOW_S = 1.0
-"""Shortest window (s) trusted to the NVML counter: ~10 updates of a ~100 ms counter."""
 RAPL_MIN_WINDOW_S = 0.01
 """Shortest window (s) trusted to RAPL: ~10 updates of its ~1 ms counter."""
 CODECARBON_MIN_WINDOW_S = 0.1
@@ -88,115 +67,6 @@ Shorter windows get ``(modelled CPU + RAM power) x duration``, flagged short."""
 
 
 @dataclass
-class WindowResult:
-    """What one window measured. Units are SI and in the names; see CONTRACTS.md.
-
-    ``details`` holds per-device figures for debugging; ``samples`` the window's probe
-    readings (its two edges and the sampler's ticks between them); neither is a column.
-    """
-
-    key: str
-    duration_s: float
-    energy_j: float | None = None
-    energy_source: str = UNAVAILABLE
-    energy_estimated: bool = False
-    energy_attributed: bool = False
-    energy_counter_j: float | None = None
-    energy_integral_j: float | None = None
-    energy_assumed_power_w: float | None = None
-    avg_power_w: float | None = None
-    idle_power_w: float | None = None
-    idle_power_source: str = UNAVAILABLE
-    co2_kg: float | None = None
-    co2_source: str = UNAVAILABLE
-    peak_rss_bytes: int | None = None
-    peak_rss_source: str = UNAVAILABLE
-    peak_allocated_bytes: int | None = None
-    peak_reserved_bytes: int | None = None
-    peak_device_used_bytes: int | None = None
-    peak_process_device_used_bytes: int | None = None
-    gpu_util_mean: float | None = None
-    sampler_period_s: float | None = None
-    sampler_achieved_period_s: float | None = None
-    sampler_missed_ticks: int | None = None
-    flag_short_window: bool = False
-    flag_counter_reset: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
-    samples: list[Sample] = field(default_factory=list, repr=False)  # edges + ticks, time order
-
-    def as_columns(self) -> dict[str, Any]:
-        """Exactly the telemetry columns of CONTRACTS.md, in that order."""
-        return {k: getattr(self, k) for k in TELEMETRY_COLUMNS}
-
-
-@dataclass
-class GpuEnergy:
-    """Energy of the used GPUs over one window (see :func:`combine_gpu_energy`)."""
-
-    energy_j: float | None
-    source: str
-    estimated: bool
-    counter_j: float | None
-    integral_j: float | None
-    assumed_power_w: float | None
-    short_window: bool
-    counter_reset: bool
-    per_device: list[dict[str, Any]]
-
-
-def combine_gpu_energy(
-    duration_s: float,
-    counters0: Sequence[float | None],
-    counters1: Sequence[float | None],
-    power_series: Sequence[tuple[Sequence[float], Sequence[float | None]]],
-    min_counter_window_s: float = NVML_MIN_COUNTER_WINDOW_S,
-) -> GpuEnergy:
-    """Pick each device's energy: counter delta, else power integral (pure function).
-
-    Args:
-        duration_s: window length, s.
-        counters0/counters1: per device counter reading (J) at start/end, ``None``
-            when the device has no counter.
-        power_series: per device ``(times_s, power_w)`` including the window edges.
-    """
-    per: list[dict[str, Any]] = []
-    reset = False
-    for i, (c0, c1) in enumerate(zip(counters0, counters1)):
-        times, powers = power_series[i]
-        d: dict[str, Any] = {"counter_j": None, "integral_j": None, "mean_power_w": None}
-        if c0 is not None and c1 is not None:
-            if c1 < c0:
-                reset = True
-                d["counter_reset"] = True
-            else:
-                d["counter_j"] = c1 - c0
-        d["integral_j"] = trapezoid_energy_j(times, powers)
-        pts = [(t, p) for t, p in zip(times, powers) if p is not None]
-        span = pts[-1][0] - pts[0][0] if len(pts) >= 2 else 0.0
-        if d["integral_j"] is not None and span > 0:
-            d["mean_power_w"] = d["integral_j"] / span
-        elif pts:
-            d["mean_power_w"] = sum(p for _, p in pts) / len(pts)
-        per.append(d)
-
-    def total(name: str) -> float | None:
-        vals = [d[name] for d in per]
-        return sum(vals) if per and all(v is not None for v in vals) else None
-
-    counter_j, integral_j = total("counter_j"), total("integral_j")
-    short = duration_s < min_counter_window_s
-    mean_power = total("mean_power_w")
-    if short and mean_power is not None:
-        return GpuEnergy(mean_power * duration_s, "nvml_power_integral", True, counter_j, integral_j,
-                         mean_power, True, reset, per)
-    chosen = [d["counter_j"] if d["counter_j"] is not None else d["integral_j"] for d in per]
-    if not per or any(v is None for v in chosen):
-        return GpuEnergy(None, UNAVAILABLE, False, counter_j, integral_j, None, short, reset, per)
-    source = "nvml_counter" if all(d["counter_j"] is not None for d in per) else "nvml_power_integral"
-    return GpuEnergy(sum(chosen), source, False, counter_j, integral_j, None, short, reset, per)
-
-
-@dataclass
 class _OpenWindow:
     key: str
     t0: float
@@ -204,22 +74,16 @@ class _OpenWindow:
     counters0: list[float | None]
     missed0: int
     codecarbon: CodecarbonWindow | None
+    cpu0: CpuSnapshot | None = None
+    wall_us0: int = 0  # NVML's per-process utilisation is keyed by wall-clock µs (not a duration)
     torch_peaks: dict[int, list[int]] = field(default_factory=dict)  # dev -> [alloc, reserved]
-
-
-class WindowHandle:
-    """What ``with telemetry.window(key) as w`` yields; ``w.result`` is set on exit."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.result: WindowResult | None = None
 
 
 class Telemetry:
     """Opens measurement windows on one device.
 
     Args:
-        device: ``"cpu"``, ``"cuda"`` (every visible GPU) or ``"cuda:N"``.
+        device: ``"cpu"``, ``"cuda"`` (the current CUDA device) or ``"cuda:N"``.
         sample_period_s: sampler period in s; ``"auto"`` (default) = 0.05 s on GPUs
             (:data:`~harness.telemetry.sampler.DEFAULT_PERIOD_S`) and 0.5 s on the CPU
             (:data:`~harness.telemetry.sampler.DEFAULT_CPU_PERIOD_S`, which says why); ``None``
@@ -229,6 +93,10 @@ class Telemetry:
         clock: time source (a FakeClock in tests).
         rapl_root: powercap root (a fake tree in tests).
         cuda_visible_devices: override for ``CUDA_VISIBLE_DEVICES`` (tests).
+        cuda_runtime: the CUDA runtime's devices in CUDA order (tests); default: asked from
+            torch (:func:`~harness.telemetry.cuda_devices.cuda_devices`), else
+            ``CUDA_VISIBLE_DEVICES`` is read.
+        proc_root: ``/proc`` (a fake tree in tests) for the CPU interference figures.
     """
 
     def __init__(
@@ -242,6 +110,8 @@ class Telemetry:
         rapl_root: Path | str = DEFAULT_ROOT,
         cuda_visible_devices: str | None = None,
         rss_tracker: PeakRssTracker | None = None,
+        cuda_runtime: list[CudaDevice] | None = None,
+        proc_root: Path | str = PROC,
     ) -> None:
         self.device = device
         self.is_cuda = device.split(":")[0] == "cuda"
@@ -259,20 +129,23 @@ class Telemetry:
         self._open: dict[str, _OpenWindow] = {}
         self._rss = rss_tracker or PeakRssTracker()
         self._co2 = Co2Estimator(country_iso_code)
+        self._cpu = CpuProbe(self.pid, proc_root)
 
         self.nvml: Nvml | None = None
         self.gpus: list[NvmlDevice] = []
         self.nvml_error: str | None = None
         self.rapl: RaplCounter | None = None
         self.rapl_error: str | None = None
+        self._torch, self._torch_devices = self._find_torch()
         if self.is_cuda:
-            self._open_nvml(cuda_visible_devices)
+            if cuda_runtime is None and self._torch is not None:
+                cuda_runtime = cuda_devices(self._torch)
+            self._open_nvml(cuda_visible_devices, cuda_runtime)
         else:
             try:
                 self.rapl = RaplCounter(rapl_root)
             except (RaplUnavailable, OSError, ValueError) as exc:
                 self.rapl_error = str(exc)
-        self._torch, self._torch_devices = self._find_torch()
 
         probes: dict[str, Any] = {"rss_bytes": rss_bytes}
         if self.gpus:
@@ -281,6 +154,7 @@ class Telemetry:
             probes["mem_used_bytes"] = lambda: [nv.memory_used_bytes(d) for d in gpus]
             probes["proc_mem_bytes"] = lambda: [nv.process_memory_bytes(d, pid) for d in gpus]
             probes["util"] = lambda: [nv.utilization(d) for d in gpus]
+            probes["other_procs"] = lambda: [nv.other_processes(d, pid) for d in gpus]
         if self.rapl is not None:
             probes["rapl_j"] = self.rapl.advance
         period = self.sample_period_s or DEFAULT_PERIOD_S
@@ -293,18 +167,20 @@ class Telemetry:
             self.sampler = Sampler(probes, period, clock)
 
     # -- setup -----------------------------------------------------------------
-    def _open_nvml(self, cuda_visible_devices: str | None) -> None:
+    def _open_nvml(self, cuda_visible_devices: str | None, cuda_runtime: list[CudaDevice] | None) -> None:
         try:
             nvml = Nvml.open()
         except NvmlUnavailable as exc:
             self.nvml_error = str(exc)
             return
+        current = self._torch_devices[0] if self._torch_devices else 0
         try:
-            gpus = nvml.select(self.device, cuda_visible_devices)
+            gpus = nvml.select(self.device, cuda_visible_devices, cuda=cuda_runtime, current=current)
         except Exception as exc:
             gpus, self.nvml_error = [], f"device selection failed: {exc!r}"
         if not gpus:
-            self.nvml_error = self.nvml_error or f"no NVML device for {self.device!r}"
+            why = f": {nvml.selection_error}" if nvml.selection_error else ""
+            self.nvml_error = self.nvml_error or f"no NVML device for {self.device!r}{why}"
             nvml.close()
             return
         self.nvml, self.gpus = nvml, gpus
@@ -318,8 +194,7 @@ class Telemetry:
             if not torch.cuda.is_available():
                 return None, []
             _, _, idx = self.device.partition(":")
-            devs = [int(idx)] if idx else list(range(torch.cuda.device_count()))
-            return torch, devs
+            return torch, [int(idx) if idx else current_index(torch)]
         except Exception:
             return None, []
 
@@ -373,10 +248,12 @@ class Telemetry:
             self._fold_torch_peaks()
             self._reset_torch_peaks()
             self._rss.begin(key)
+            cpu0 = self._cpu.snapshot()
+            wall_us0 = int(time.time() * 1e6)
             counters0 = self._gpu_counters()
             t0 = self.clock.now()
             edge0 = self.sampler.read_probes()
-            w = _OpenWindow(key, t0, edge0, counters0, self.sampler.missed_ticks, cc)
+            w = _OpenWindow(key, t0, edge0, counters0, self.sampler.missed_ticks, cc, cpu0, wall_us0)
             if self._torch is not None:
                 w.torch_peaks = {d: [0, 0] for d in self._torch_devices}
             self._open[key] = w
@@ -390,6 +267,7 @@ class Telemetry:
             counters1 = self._gpu_counters()
             t1 = self.clock.now()
             edge1 = self.sampler.read_probes()
+            cpu1 = self._cpu.snapshot()
             ticks = self.sampler.samples_between(self._open[key].t0, t1)
             self._fold_torch_peaks()
             w = self._open.pop(key)
@@ -418,6 +296,7 @@ class Telemetry:
             self._fill_gpu(res, w, counters1, samples)
         else:
             self._fill_cpu(res, w, edge1, estimate, cc_error)
+        self._fill_interference(res, w, cpu1, samples)
         if res.energy_j is not None and res.duration_s > 0:
             res.avg_power_w = res.energy_j / res.duration_s
         if res.co2_kg is None and res.energy_j is not None:
@@ -442,30 +321,52 @@ class Telemetry:
             res.peak_reserved_bytes = sum(p[1] for p in w.torch_peaks.values())
         if not self.gpus:
             res.details["nvml_error"] = self.nvml_error
+            self._check_memory_order(res)
             return
-        n = len(self.gpus)
-        series = []
-        for i in range(n):
-            times, powers = [], []
-            for s in samples:
-                p = s.values.get("power_w")
-                times.append(s.t)
-                powers.append(p[i] if p is not None else None)
-            series.append((times, powers))
-        g = combine_gpu_energy(res.duration_s, w.counters0, counters1, series)
+        g = combine_gpu_energy(res.duration_s, w.counters0, counters1, power_series(samples, len(self.gpus)))
         res.energy_j, res.energy_source, res.energy_estimated = g.energy_j, g.source, g.estimated
         res.energy_counter_j, res.energy_integral_j = g.counter_j, g.integral_j
         res.energy_assumed_power_w = g.assumed_power_w
         res.flag_short_window, res.flag_counter_reset = g.short_window, g.counter_reset
-        res.details["gpus"] = [{"uuid": d.uuid, "name": d.name, **pd} for d, pd in zip(self.gpus, g.per_device)]
-        res.peak_device_used_bytes = _peak_of_totals(samples, "mem_used_bytes", require_all=True)
-        res.peak_process_device_used_bytes = _peak_of_totals(samples, "proc_mem_bytes", require_all=False)
+        res.flag_energy_disagree = g.disagree
+        res.details["gpus"] = [{"uuid": d.uuid, "name": d.name, "cuda_index": d.cuda_index, **pd}
+                               for d, pd in zip(self.gpus, g.per_device)]
+        res.peak_device_used_bytes = peak_of_totals(samples, "mem_used_bytes", require_all=True)
+        res.peak_process_device_used_bytes = peak_of_totals(samples, "proc_mem_bytes", require_all=False)
+        self._check_memory_order(res)
         utils = []
         for s in samples:
             u = [x for x in (s.values.get("util") or []) if x is not None]
             if u:
                 utils.append(sum(u) / len(u))
         res.gpu_util_mean = sum(utils) / len(utils) if utils else None
+
+    @staticmethod
+    def _check_memory_order(res: WindowResult) -> None:
+        broken = memory_order_broken(res.peak_allocated_bytes, res.peak_reserved_bytes,
+                                     res.peak_process_device_used_bytes, res.peak_device_used_bytes)
+        res.flag_memory_order = bool(broken)
+        if broken:
+            res.details["memory_order"] = broken
+
+    def _fill_interference(self, res: WindowResult, w: _OpenWindow, cpu1: CpuSnapshot | None,
+                           samples: list[Sample]) -> None:
+        res.other_cpu_share = other_cpu_share(w.cpu0, cpu1)
+        gpu = None
+        if self.gpus and self.nvml is not None:
+            utils = [self.nvml.process_utilization(d, w.wall_us0, self.pid) for d in self.gpus]
+            merged: dict[int, float] | None = {}
+            for u in utils:
+                if u is None:
+                    merged = None
+                    break
+                for pid, share in u.items():
+                    merged[pid] = max(merged.get(pid, 0.0), share)
+            gpu = gpu_others(samples, merged)
+            res.other_gpu_processes, res.other_gpu_memory_bytes = gpu.processes, gpu.memory_bytes
+            res.other_gpu_util_max = gpu.util_max
+        res.flag_interference = interference_flag(res.other_cpu_share, res.other_gpu_processes, res.other_gpu_util_max)
+        res.details["interference"] = describe(res.other_cpu_share, gpu)
 
     def _fill_cpu(self, res: WindowResult, w: _OpenWindow, edge1: Sample,
                   estimate: CodecarbonEstimate | None, cc_error: str | None) -> None:
@@ -570,17 +471,3 @@ class Telemetry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _peak_of_totals(samples: Sequence[Sample], name: str, require_all: bool) -> int | None:
-    """Largest per-sample sum over devices of probe ``name`` (bytes)."""
-    best: int | None = None
-    for s in samples:
-        vals = s.values.get(name)
-        if not vals:
-            continue
-        known = [v for v in vals if v is not None]
-        if not known or (require_all and len(known) != len(vals)):
-            continue
-        total = int(sum(known))
-        best = total if best is None else max(best, total)
-    return best

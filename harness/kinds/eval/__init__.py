@@ -97,6 +97,11 @@ class EvalKind(CellKind):
         for task in sorted({c.task for c in cells}):
             get_task(task).load_docs()
 
+    def data_files(self, cells: list[Cell]) -> list[str]:
+        from harness.tasks import get_task
+
+        return sorted({get_task(c.task).data_relpath for c in cells})
+
     def load_base(self, ref: str, dtype: str, device: str):
         from harness import models
 

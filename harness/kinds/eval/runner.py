@@ -15,12 +15,22 @@ WARMUP_TOKENS = 8
 """Tokens decoded per warm-up request: enough to run prefill and the decode step's kernels."""
 
 
-def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> float:
-    """Decode ``n`` of the task's own prompts (chat template applied) before the measured
-    window; returns their wall time (the cold start)."""
+def warmup_requests(n: int, batch_size: int) -> int:
+    """Requests the warm-up decodes for ``n`` asked: ``n`` rounded up to whole batches of the
+    variant's ``batch_size`` (0 stays 0), so every warm-up batch runs at the cell's batch size and
+    the measured window does not pay for the first batched kernels (allocations, kernel
+    selection at that shape)."""
+    return -(-n // batch_size) * batch_size if n > 0 else 0
+
+
+def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> tuple[int, float]:
+    """Decode ``n`` of the task's own prompts (chat template applied; rounded up to whole
+    batches: :func:`warmup_requests`) before the measured window; returns how many it decoded
+    and their wall time (the cold start)."""
+    n = warmup_requests(n, max(1, int(getattr(variant, "batch_size", 1) or 1)))
     picked = [docs[i % len(docs)] for i in range(n)]
     prompts = [variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]) for d in picked]
-    return variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
+    return n, variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
 
 
 def generation_sample_rows(
@@ -108,7 +118,7 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
         task, grades = build_task(spec, cell.max_new_tokens, docs), None
     # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
     warmup = cell.warmup if spec.output_type == "generate_until" else 0
-    warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else None
+    warmup, warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else (0, None)
     variant.telemetry, variant.window_key = telemetry, cell.cell_hash
     # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
     output = lm_eval.simple_evaluate(

@@ -5,12 +5,9 @@ GLUE train split and evaluated on its validation split (the suite's ``finetune:`
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from harness.config.errors import SuiteError, validation_error
+from harness.config.errors import SuiteError
 from harness.core.cell import KINDS, Cell, CellKind
-from harness.core.registry import UnknownNameError
-from harness.kinds.checks import check_unique, model_grid
+from harness.kinds.checks import adapter_instance, check_models, check_unique, model_grid
 from harness.kinds.finetune.runner import FinetuneRunner
 from harness.kinds.finetune.section import Finetune
 
@@ -27,6 +24,19 @@ class FinetuneKind(FinetuneRunner, CellKind):
         return (f"finetune: {len(f.models)} encoder(s) × {len(f.variants)} variant(s) × {len(f.tasks)} task(s) × "
                 f"{len(f.defaults.seeds)} seed(s) × {f.defaults.repeats} repeat(s)")
 
+    def data_files(self, cells: list[Cell]) -> list[str]:
+        """The train split of every trained task and the validation split of each cell's task."""
+        from harness.finetune.data import get_finetune_task
+
+        out = set()
+        for cell in cells:
+            task = get_finetune_task(cell.task)
+            out.add(f"glue/{task.name}/{task.validation_file}")
+            for name in self._adapter(cell).tasks(cell.task):
+                trained = get_finetune_task(name)
+                out.add(f"glue/{trained.name}/{trained.train_file}")
+        return sorted(out)
+
     def check(self, suite, section: Finetune, source: str) -> None:
         """Encoder references, task names, adapters and params, each adapter against each
         task, duplicate variants (nothing loads)."""
@@ -35,10 +45,7 @@ class FinetuneKind(FinetuneRunner, CellKind):
         from harness.finetune.encoder import encoder_ref_problem
 
         where = "finetune"
-        for i, ref in enumerate(section.models):
-            problem = encoder_ref_problem(ref)
-            if problem:
-                raise SuiteError(f"{source}: {where}.models[{i}]: {problem}")
+        check_models(section.models, source, f"{where}.models", problem_of=encoder_ref_problem)
         for i, task in enumerate([*section.tasks, *section.per_task]):
             try:
                 get_finetune_task(task)
@@ -47,15 +54,8 @@ class FinetuneKind(FinetuneRunner, CellKind):
                 raise SuiteError(f"{source}: {where}.{key}: {exc.args[0]}") from None
         keys = []
         for i, variant in enumerate(section.variants):
-            try:
-                cls = FINETUNE_ADAPTERS.get(variant.adapter)
-            except UnknownNameError as exc:
-                raise SuiteError(f"{source}: {where}.variants[{i}].adapter: {exc}") from None
-            try:
-                adapter = cls(variant.params)
-            except ValidationError as exc:
-                raise validation_error(exc, cls.Params, source, f"{where}.variants[{i}].params.",
-                                       noun="parameter") from None
+            adapter = adapter_instance(variant.adapter, variant.params, source, f"{where}.variants[{i}]",
+                                       registry=FINETUNE_ADAPTERS)
             for task in section.tasks:
                 try:
                     adapter.check(task)

@@ -61,13 +61,14 @@ class FinetuneRunner:
 
     def run(self, cell: Cell, base, telemetry, on_progress=None, files=None) -> CellOutcome:
         """Train and evaluate one cell."""
-        from harness.finetune.base import FitContext, TrainSettings
+        from harness.finetune.base import FitContext
         from harness.finetune.data import encode, get_finetune_task
         from harness.finetune.measure import count_params, serialize_state, time_switch
         from harness.finetune.metrics import task_metrics
-        from harness.finetune.train import TrainData, evaluate
+        from harness.finetune.train import TrainData, TrainSettings, evaluate
         from harness.models import param_bytes
         from harness.core.stats import accuracy_with_ci
+        from harness.telemetry.result import combine_checks
 
         adapter = self._adapter(cell)
         settings = TrainSettings(**cell.settings)
@@ -103,6 +104,7 @@ class FinetuneRunner:
         energy = eval_cols.get("energy_j")
         row: dict[str, Any] = {
             **eval_cols,
+            **combine_checks(train_cols, eval_cols),  # a flag of either window flags the cell
             "peak_rss_bytes": max(peaks) if peaks else None,
             "n": len(val),
             "n_correct": sum(correct),

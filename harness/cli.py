@@ -144,6 +144,10 @@ def list_adapters() -> None:
         tasks.add_column(col)
     for _, spec in TASKS.items():
         tasks.add_row(spec.name, spec.version, str(spec.size), spec.description)
+    from harness.tasks.proving import PROVING_TASKS
+
+    for _, spec in PROVING_TASKS.items():  # prove: sections only
+        tasks.add_row(spec.name, spec.version, str(spec.size), f"(prove: sections) {spec.description}")
     console.print(tasks)
 
 

@@ -125,6 +125,13 @@ class ProveKind(CellKind):
             if close:
                 close()
 
+    def data_files(self, cells: list[Cell]) -> list[str]:
+        """Each proving task's JSONL file (workers elsewhere get it from the driver; the checker
+        itself, metamath and set.mm, must be installed where the cells run)."""
+        from harness.tasks.proving import get_proving_task
+
+        return sorted({get_proving_task(c.task).data_relpath for c in cells})
+
     def load_base(self, ref: str, dtype: str, device: str):
         from harness import models
 

@@ -16,13 +16,11 @@ from typing import Any
 
 from harness.core.cell import Cell, CellOutcome
 from harness.core.rows import cell_metrics, energy_ratios, sample_row
+from harness.kinds.eval.runner import WARMUP_TOKENS, warmup_requests
 from harness.kinds.prove import checkers
 from harness.kinds.prove.metrics import prove_columns
 from harness.kinds.prove.strategy import rounds
 from harness.kinds.prove.windows import merge_windows
-
-WARMUP_TOKENS = 8
-
 
 @dataclass
 class AttemptRequest:
@@ -71,9 +69,9 @@ def run_prove_cell(cell: Cell, base, telemetry, on_progress=None, files=None, ch
     def chat(doc: dict, cot: bool) -> str:
         return variant.apply_chat_template([{"role": "user", "content": task.prompt(doc, cot)}])
 
-    warmup_time_s = None
-    if cell.warmup:
-        picked = [chat(docs[i % len(docs)], plan[0].cot) for i in range(cell.warmup)]
+    warmup, warmup_time_s = warmup_requests(cell.warmup, max(1, int(getattr(variant, "batch_size", 1) or 1))), None
+    if warmup:  # whole batches at the cell's batch size, outside the measured windows
+        picked = [chat(docs[i % len(docs)], plan[0].cot) for i in range(warmup)]
         warmup_time_s = variant.warmup(picked, min(WARMUP_TOKENS, cell.max_new_tokens))
     variant.telemetry, variant.window_key = telemetry, cell.cell_hash
     if on_progress:
@@ -124,7 +122,7 @@ def run_prove_cell(cell: Cell, base, telemetry, on_progress=None, files=None, ch
         "temperature": s["temperature"],
         "top_p": s["top_p"],
         "samples_per_doc": n,
-        "warmup_requests": cell.warmup,
+        "warmup_requests": warmup,
         "warmup_time_s": warmup_time_s,
     }
     return CellOutcome(cell_row=row, sample_rows=samples,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.telemetry.result import combine_checks
+
 
 def _sum(values: list[Any]) -> float | None:
     return None if any(v is None for v in values) else float(sum(values))
@@ -21,8 +23,9 @@ def merge_windows(results: list) -> dict[str, Any]:
     Durations, energies, CO2 and missed ticks add up (an energy is ``None`` when any window's is
     unknown); peaks are the maximum; ``avg_power_w`` = total energy / total duration;
     ``gpu_util_mean`` and the achieved sampler period are duration-weighted means; flags are
-    true when any window raised them; sources and idle power come from the first window (the
-    same telemetry measured all of them).
+    true when any window raised them and the ``other_*`` load figures are the largest
+    (:func:`harness.telemetry.result.combine_checks`); sources and idle power come from the first
+    window (the same telemetry measured all of them).
 
     Raises:
         ValueError: no window.
@@ -60,6 +63,7 @@ def merge_windows(results: list) -> dict[str, Any]:
         first[name] = _max([c[name] for c in cols])
     if first["sampler_missed_ticks"] is not None:
         first["sampler_missed_ticks"] = int(first["sampler_missed_ticks"])
-    if first["energy_source"] and any(c["energy_source"] != first["energy_source"] for c in cols):
-        first["energy_source"] = "unavailable" if energy is None else first["energy_source"]
+    if energy is None:
+        first["energy_source"] = "unavailable"
+    first.update(combine_checks(*cols))  # the window checks: a flag of any round flags the cell
     return first

@@ -15,7 +15,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["COSTS", "available_k", "pass_at_k_points", "pass_at_k_figure", "proving_cells"]
+__all__ = ["COSTS", "available_k", "pass_at_k_figure", "pass_at_k_points", "proving_cells"]
 
 COSTS = {"tokens_per_problem": "output tokens per problem [tokens]", "energy_per_problem_j": "energy per problem [J]"}
 

@@ -11,19 +11,19 @@ import math
 from fractions import Fraction
 
 import pytest
-from rich.console import Console
-
 from conftest import SHARED_DATA
+from rich.console import Console
+from test_prove_metamath import require_metamath
+
 from harness.adapters.base import ADAPTERS, Adapter, AdapterParams
 from harness.config.suite import SuiteError, expand, parse
 from harness.core.stats import pass_at_k
 from harness.generation import DecodePolicy
 from harness.kinds.prove.metrics import pass_at_k_means, problem_counts, prove_columns
 from harness.results import read_cells, read_samples, summary_table
-from harness.tasks.proving import PROVING_TASKS, ProvingTask, get_proving_task
 from harness.tasks.minif2f import metamath_prompt
+from harness.tasks.proving import PROVING_TASKS, ProvingTask, get_proving_task
 from harness.variant import GenerationVariant, RequestStats
-from test_prove_metamath import require_metamath
 
 
 # --- pass@k --------------------------------------------------------------------------------------

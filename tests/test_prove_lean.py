@@ -9,11 +9,18 @@ import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 
 from harness.provers.integrity import response_verdict, statement_problem, text_verdict
-from harness.provers.lean import KiminaServer, LeanChecker, LeanRepl, LeanUnavailable, theorem_name
+from harness.provers.lean import (
+    KiminaServer,
+    LeanChecker,
+    LeanRepl,
+    LeanUnavailable,
+    theorem_name,
+)
 from harness.tasks.minif2f import lean_extract
 
 DOC = {"name": "toy_add", "header": "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n",
@@ -84,7 +91,7 @@ def repl(tmp_path):
 def check(backend, proof: str, allow_native_decide: bool = False, timeout_s: float = 10.0):
     checker = LeanChecker(backend, "v4.9.0-rc1", allow_native_decide, timeout_s)
     assert checker.probe_version() == "4.9.0-rc1"
-    (verdict,), stats = checker.check([(DOC, proof)])
+    (verdict,), _ = checker.check([(DOC, proof)])
     return verdict
 
 
@@ -142,9 +149,9 @@ def test_statement_must_reach_the_checker_unchanged():
 
 
 class _Kimina(BaseHTTPRequestHandler):
-    seen: list = []
+    seen: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 (http.server's name)
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Kimina.seen.append((self.path, body))
         results = []

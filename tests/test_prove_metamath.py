@@ -13,21 +13,22 @@ import re
 import shutil
 
 import pytest
-
 from conftest import SHARED_DATA
+
 from harness.kinds.prove.checkers import forbidden_labels, metamath_problem
-from harness.provers.metamath import SET_MM_SHA256, CheckerUnavailable, CheckStats, MetamathChecker, find_database
+from harness.provers.metamath import (
+    SET_MM_SHA256,
+    CheckerUnavailable,
+    CheckStats,
+    MetamathChecker,
+    find_database,
+)
 from harness.provers.metamath_axioms import ALLOWED_AXIOMS, axiom_allowed
 from harness.provers.metamath_batch import LABEL_PREFIX, BatchItem, MetamathProblem
 from harness.provers.metamath_input import parse_proof
 
 # the 23 reference proofs that verify against set.mm of 2020-12-28 (data README)
-VERIFYING = """algebra-2rootspoly-apatapbeq2asqp2ab algebra-3rootspoly-amdtamctambeqnasqmbpctapcbtdpasqmbpctapcbta
-algebra-manipexpr-2erprsqpesqeqnrpnesq algebra-manipexpr-apbeq2cceqiacpbceqm2 algebra-sqineq-2at2pclta2c2p41pc
-algebra-sqineq-4bap1lt4bsqpap1sq amc12-2000-p11 amc12-2001-p2 amc12a-2002-p1 amc12a-2003-p1 amc12b-2003-p17
-amc12b-2003-p6 induction-divisibility-3div2tooddnp1 induction-seq-mul2pnp1 induction-sum-1oktkp1 induction-sum-odd
-induction-sum2kp1npqsqm1 mathd-algebra-245 mathd-algebra-247 mathd-algebra-251 mathd-algebra-31
-numbertheory-2dvd4expn numbertheory-xsqpysqintdenomeq""".split()
+VERIFYING = ["algebra-2rootspoly-apatapbeq2asqp2ab", "algebra-3rootspoly-amdtamctambeqnasqmbpctapcbtdpasqmbpctapcbta", "algebra-manipexpr-2erprsqpesqeqnrpnesq", "algebra-manipexpr-apbeq2cceqiacpbceqm2", "algebra-sqineq-2at2pclta2c2p41pc", "algebra-sqineq-4bap1lt4bsqpap1sq", "amc12-2000-p11", "amc12-2001-p2", "amc12a-2002-p1", "amc12a-2003-p1", "amc12b-2003-p17", "amc12b-2003-p6", "induction-divisibility-3div2tooddnp1", "induction-seq-mul2pnp1", "induction-sum-1oktkp1", "induction-sum-odd", "induction-sum2kp1npqsqm1", "mathd-algebra-245", "mathd-algebra-247", "mathd-algebra-251", "mathd-algebra-31", "numbertheory-2dvd4expn", "numbertheory-xsqpysqintdenomeq"]
 
 
 def require_metamath() -> None:
@@ -181,7 +182,7 @@ def test_a_dv_line_that_weakens_the_statement_is_rejected_and_dummy_ones_pass(ch
 
 def test_allow_list_leaves_exactly_the_58_other_axioms_of_set_mm():
     require_metamath()
-    text = re.sub(r"\$\(.*?\$\)", " ", find_database().read_text(), flags=re.S)
+    text = re.sub(r"\$\(.*?\$\)", " ", find_database().read_text(), flags=re.DOTALL)
     tokens = text.split()
     axioms = [tokens[i - 1] for i, t in enumerate(tokens) if t == "$a" and tokens[i + 1] == "|-"]
     logical = [a for a in axioms if not a.startswith("df-")]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import ui
-from dashboard.proving import COSTS, available_k, pass_at_k_figure, pass_at_k_points, proving_cells
+from dashboard.proving import (
+    COSTS,
+    available_k,
+    pass_at_k_figure,
+    pass_at_k_points,
+    proving_cells,
+)
 from dashboard.tables import distinct
 
 ctx = ui.get_ctx()

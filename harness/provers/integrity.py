@@ -52,7 +52,7 @@ _COMMANDS = re.compile(
     r"attribute|macro|macro_rules|syntax|elab|notation|infix|infixl|infixr|prefix|postfix|variable|universe|"
     r"noncomputable|private|protected|mutual|opaque|local|scoped|@\[|#)"
 )
-_AXIOMS_RE = re.compile(r"'(?P<name>[^']+)' depends on axioms: \[(?P<axioms>[^\]]*)\]", re.S)
+_AXIOMS_RE = re.compile(r"'(?P<name>[^']+)' depends on axioms: \[(?P<axioms>[^\]]*)\]", re.DOTALL)
 _NO_AXIOMS_RE = re.compile(r"'(?P<name>[^']+)' does not depend on any axioms")
 
 

@@ -37,7 +37,7 @@ from harness.provers.integrity import response_verdict, statement_problem, text_
 from harness.provers.verdict import ERROR, TIMEOUT, Verdict
 
 VERSION_PROBE = "#eval Lean.versionString"
-_THEOREM_NAME = re.compile(r"^\s*(?:theorem|lemma)\s+([^\s(:{\[]+)", re.M)
+_THEOREM_NAME = re.compile(r"^\s*(?:theorem|lemma)\s+([^\s(:{\[]+)", re.MULTILINE)
 
 
 class LeanUnavailable(RuntimeError):
@@ -91,7 +91,7 @@ def same_version(reported: str, wanted: str) -> bool:
     return reported.lstrip("v") == wanted.lstrip("v")
 
 
-def _pump(stream, lines: "queue.Queue[str | None]") -> None:
+def _pump(stream, lines: queue.Queue[str | None]) -> None:
     """Copy ``stream``'s lines into ``lines`` (``None`` at its end): reads never block the caller,
     which waits on the queue with its own timeout."""
     for line in stream:
@@ -199,7 +199,7 @@ class KiminaServer:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(f"{self.url}/api/check", data=json.dumps(payload).encode(), headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310 (a URL the user configured)
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
             return json.loads(reply.read().decode("utf-8"))
 
     def run(self, snippets: list[tuple[str, str, str]], timeout_s: float) -> list[RawResult]:
@@ -207,11 +207,11 @@ class KiminaServer:
         for start in range(0, len(snippets), self.batch_size):
             chunk = snippets[start : start + self.batch_size]
             payload = {"snippets": [{"id": sid, "code": header + body} for sid, header, body in chunk],
-                       "timeout": max(1, int(round(timeout_s))), "debug": False, "reuse": True}
+                       "timeout": max(1, round(timeout_s)), "debug": False, "reuse": True}
             began = time.perf_counter()
             try:
                 answer = self._post(payload, timeout_s * len(chunk) + 30)
-            except Exception as exc:  # network, HTTP status, JSON: every snippet of the batch is an error
+            except Exception as exc:  # noqa: BLE001 (network, HTTP status, JSON: every snippet of the batch is an error)
                 out += [RawResult(error=f"Kimina server: {type(exc).__name__}: {exc}",
                                   time_s=time.perf_counter() - began)] * len(chunk)
                 continue

@@ -39,8 +39,13 @@ from harness.provers.metamath_batch import (
     split_output,
     timeout_verdict,
 )
-from harness.provers.metamath_input import MAX_PROOF_CHARS, ProofInput, check_labels, parse_proof
-from harness.provers.verdict import ERROR, Verdict, rejected
+from harness.provers.metamath_input import (
+    MAX_PROOF_CHARS,
+    ProofInput,
+    check_labels,
+    parse_proof,
+)
+from harness.provers.verdict import ERROR, Verdict
 
 SET_MM_SHA256 = "4d93307bc81337a621031739acfffb4159175f94fb90e727f4a231401091e45b"
 """sha256 of Debian metamath-databases' set.mm ("Version of 28-Dec-2020"), the only one accepted."""
@@ -76,7 +81,7 @@ def find_executable(name: str = "metamath") -> str:
 def _dpkg_set_mm() -> Path | None:
     """set.mm as ``dpkg -L metamath-databases`` lists it (None without dpkg or the package)."""
     try:
-        listing = subprocess.run(["dpkg", "-L", "metamath-databases"], capture_output=True, text=True, timeout=30)
+        listing = subprocess.run(["dpkg", "-L", "metamath-databases"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     for line in listing.stdout.splitlines():
@@ -164,7 +169,8 @@ class MetamathChecker:
     def version(self) -> str:
         """metamath-exe's banner version, e.g. ``0.195 30-Dec-2020`` (runs it once)."""
         if self._version is None:
-            out = subprocess.run([self.executable], input="exit\n", capture_output=True, text=True, timeout=60).stdout
+            out = subprocess.run([self.executable], input="exit\n", capture_output=True, text=True, timeout=60,
+                                 check=False).stdout
             first = out.splitlines()[0] if out else ""
             self._version = first.split("Version", 1)[1].split("Type")[0].strip() if "Version" in first else "unknown"
         return self._version
@@ -202,15 +208,9 @@ class MetamathChecker:
                 verdicts[i] = verdict
         return [v for v in verdicts if v is not None], stats
 
-    def _citation(self, problem: MetamathProblem, proof: ProofInput, forbidden: dict[str, str]) -> Verdict | None:
-        own = problem.hyp_labels
-        why = {label: (f"this problem's own statement" if name == problem.name else f"another problem's label ({name})")
-               for label, name in forbidden.items() if label not in own}
-        why[problem.label] = "this problem's own statement"
-        for label in proof.labels:
-            if label.startswith(LABEL_PREFIX):
-                return rejected("forbidden_label", f"cites {label!r}: a label of the checker's batch file")
-        return check_labels(proof, own, why)
+    @staticmethod
+    def _citation(problem: MetamathProblem, proof: ProofInput, forbidden: dict[str, str]) -> Verdict | None:
+        return check_labels(proof, problem.hyp_labels, problem.label, problem.name, forbidden, LABEL_PREFIX)
 
     def _run_with_retry(self, items: list[BatchItem], stats: CheckStats) -> list[Verdict]:
         verdicts, done = self._run_batch(items, stats)
@@ -240,7 +240,8 @@ class MetamathChecker:
             began = time.perf_counter()
             timed_out = False
             try:
-                done = subprocess.run([self.executable], input=script.encode("ascii"), capture_output=True, cwd=tmp, timeout=limit)
+                done = subprocess.run([self.executable], input=script.encode("ascii"), capture_output=True, cwd=tmp,
+                                      timeout=limit, check=False)
                 stdout, code, stderr = done.stdout, done.returncode, done.stderr
             except subprocess.TimeoutExpired as exc:
                 stdout, code, stderr, timed_out = exc.stdout or b"", 0, b"", True

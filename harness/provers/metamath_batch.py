@@ -28,8 +28,8 @@ LABEL_PREFIX = "zz-harness-a"
 
 PROMPT = "MM> "
 UNKNOWN_LABEL = "This token is not the label of an assertion or optional hypothesis."
-_READ_ERROR = re.compile(r'^\?(Error|Warning) on line (\d+) of file "([^"]+)"', re.M)
-_AXIOMS_HEADER = re.compile(r'^Statement "([^"]+)" assumes the following axioms \(\$a statements\):\s*$', re.M)
+_READ_ERROR = re.compile(r'^\?(Error|Warning) on line (\d+) of file "([^"]+)"', re.MULTILINE)
+_AXIOMS_HEADER = re.compile(r'^Statement "([^"]+)" assumes the following axioms \(\$a statements\):\s*$', re.MULTILINE)
 
 
 @dataclass(frozen=True)

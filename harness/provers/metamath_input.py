@@ -142,14 +142,16 @@ def parse_proof(text: str, own_symbols: frozenset[str] = frozenset(),
     return ProofInput(tuple(labels), letters, tuple(dv))
 
 
-def check_labels(proof: ProofInput, own_hyps: frozenset[str], forbidden: dict[str, str]) -> Verdict | None:
+def check_labels(proof: ProofInput, own_hyps: frozenset[str], own_label: str, own_name: str,
+                 forbidden: dict[str, str], batch_prefix: str) -> Verdict | None:
     """The citation rule: a proof may cite set.mm's labels and its own problem's hypotheses only.
 
     Args:
-        own_hyps: the problem's hypothesis labels (dataset names).
-        forbidden: labels that exist in the batch file or the benchmark but are not set.mm's
-            (other problems' statement and hypothesis labels, the problem's own statement),
-            label → why (e.g. ``"another problem's statement (amc12-2000-p11)"``).
+        own_hyps: the problem's hypothesis labels (dataset names); ``own_label``/``own_name``: its
+            statement's label and its name.
+        forbidden: labels a batch file or the benchmark holds that are not set.mm's (every
+            problem's statement and hypothesis labels) → the problem they belong to.
+        batch_prefix: the prefix of the checker's own batch labels.
 
     Returns:
         A ``rejected`` verdict (rule ``forbidden_label``), or ``None`` when the rule holds.
@@ -158,7 +160,10 @@ def check_labels(proof: ProofInput, own_hyps: frozenset[str], forbidden: dict[st
     for label in proof.labels:
         if label in own_hyps:
             continue
-        why = forbidden.get(label)
-        if why is not None:
+        if label.startswith(batch_prefix):
+            return rejected("forbidden_label", f"cites {label!r}: a label of the checker's batch file")
+        name = own_name if label == own_label else forbidden.get(label)
+        if name is not None:
+            why = "this problem's own statement" if name == own_name else f"another problem's label ({name})"
             return rejected("forbidden_label", f"cites {label!r}: {why}; only set.mm labels and this problem's hypotheses may be cited")
     return None

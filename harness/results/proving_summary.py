@@ -2,9 +2,9 @@
 
 One row per proving cell: problems × attempts, pass@1 with its interval (bootstrap over
 problems) — or, for a ``cot_switch`` cascade, the share proved within the attempt budget — then
-pass@k for the largest reported k, problems proved, output tokens per problem, tokens and energy
-per proved problem, the checker's time (outside the generation windows) with the attempts that
-timed out or errored, and the status. Display-only unit conversion happens here.
+pass@k for the largest reported k, problems proved, output tokens per problem, the generation
+energy (with its source), tokens and energy per proved problem, the checker's time (outside the
+generation windows) and batches with the attempts that timed out or errored, and the status. Display-only unit conversion happens here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 import pandas as pd
 from rich.table import Table
 
-from harness.results.display import MISSING as _MISSING, as_number as _num, as_text as _str, format_accuracy, format_energy, format_seconds
+from harness.results.display import MISSING as _MISSING
+from harness.results.display import as_number as _num
+from harness.results.display import as_text as _str
+from harness.results.display import format_accuracy, format_energy, format_seconds
 
 __all__ = ["proving_table"]
 
@@ -33,7 +36,7 @@ def proving_table(cells: pd.DataFrame, title: str | None = "Proving") -> Table:
     for name, justify in (("task", "left"), ("variant", "left"), ("problems×n", "right"),
                           ("pass@1 / within budget (95% CI)", "right"), ("pass@k", "right"), ("proved", "right"),
                           ("out tokens / problem", "right"), ("tokens / proved", "right"),
-                          ("energy / proved", "right"), ("checker", "right"), ("status", "left")):
+                          ("energy", "right"), ("energy / proved", "right"), ("checker", "right"), ("status", "left")):
         table.add_column(name, justify=justify)
     df = cells.reset_index(drop=True)
     order = df.sort_values([c for c in ("task", "variant", "repeat") if c in df.columns], kind="stable").index
@@ -46,7 +49,8 @@ def proving_table(cells: pd.DataFrame, title: str | None = "Proving") -> Table:
         big = _largest_k(row)
         tokens, proved = _num(row.get("output_tokens_total")), _num(row.get("proved"))
         timeouts, errors = _num(row.get("check_timeouts")) or 0, _num(row.get("check_errors")) or 0
-        checker = format_seconds(row.get("check_time_s"))
+        batches = _num(row.get("check_batches"))
+        checker = format_seconds(row.get("check_time_s")) + (f", {batches:.0f} batch(es)" if batches is not None else "")
         if timeouts or errors:
             checker += f" ({timeouts:.0f} timeout, {errors:.0f} error)"
         table.add_row(
@@ -58,7 +62,8 @@ def proving_table(cells: pd.DataFrame, title: str | None = "Proving") -> Table:
             f"{proved:.0f}" if proved is not None else _MISSING,
             f"{tokens / problems:.1f}" if tokens is not None and problems else _MISSING,
             f"{_num(row.get('tokens_per_proved')):.1f}" if _num(row.get("tokens_per_proved")) is not None else _MISSING,
-            format_energy(row.get("energy_per_proved_j"), row.get("energy_source") if _num(row.get("energy_per_proved_j")) is not None else None),
+            format_energy(row.get("energy_j"), row.get("energy_source")),
+            format_energy(row.get("energy_per_proved_j")),
             checker,
             status,
         )

@@ -10,15 +10,15 @@ the checker family (``metamath`` or ``lean``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from harness.core.registry import Registry
 from harness.tasks.data import DATA_DIR_ENV, DataError, data_dir, read_jsonl
 
-__all__ = ["PROVING_TASKS", "ProvingTask", "register_proving_task", "get_proving_task", "extract_fenced"]
+__all__ = ["PROVING_TASKS", "ProvingTask", "extract_fenced", "get_proving_task", "register_proving_task"]
 
-_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.S)
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _OPEN_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?")
 
 

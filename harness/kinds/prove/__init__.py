@@ -13,7 +13,12 @@ from harness.config.errors import SuiteError
 from harness.core import refs
 from harness.core.cell import KINDS, Cell, CellKind
 from harness.core.registry import UnknownNameError
-from harness.kinds.checks import adapter_instance, check_models, check_unique, model_grid
+from harness.kinds.checks import (
+    adapter_instance,
+    check_models,
+    check_unique,
+    model_grid,
+)
 from harness.kinds.prove.section import Prove
 
 

@@ -86,7 +86,12 @@ def build(task, settings: dict, docs: list[dict]) -> TaskChecker:
         except CheckerUnavailable as exc:
             raise CheckerSetupError(f"task {task.name!r}: {exc}") from None
         return TaskChecker(task, checker, docs)
-    from harness.provers.lean import KiminaServer, LeanChecker, LeanRepl, LeanUnavailable
+    from harness.provers.lean import (
+        KiminaServer,
+        LeanChecker,
+        LeanRepl,
+        LeanUnavailable,
+    )
 
     if settings.get("lean_repl"):
         backend = LeanRepl(settings["lean_repl"])

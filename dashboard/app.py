@@ -25,5 +25,6 @@ st.navigation(
         st.Page("views/pareto.py", title="Pareto front", icon=":material/scatter_plot:"),
         st.Page("views/variant.py", title="Variant samples", icon=":material/list_alt:"),
         st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+        st.Page("views/proving.py", title="Proving", icon=":material/function:"),
     ]
 ).run()

@@ -149,27 +149,38 @@ def list_adapters() -> None:
         tasks.add_column(col)
     for _, spec in TASKS.items():
         tasks.add_row(spec.name, spec.version, str(spec.size), spec.description)
+    from harness.tasks.proving import PROVING_TASKS
+
+    for _, spec in PROVING_TASKS.items():  # prove: sections only
+        tasks.add_row(spec.name, spec.version, str(spec.size), f"(prove: sections) {spec.description}")
     console.print(tasks)
 
 
 @app.command()
 def grade(
-    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500, math)"),
-    prediction: Optional[str] = typer.Option(None, "--prediction", "-p", help="model output text"),
-    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="gold answer"),
+    task: Optional[str] = typer.Argument(None, help="task name (gsm8k, math500, math, minif2f_metamath...)"),
+    prediction: Optional[str] = typer.Option(None, "--prediction", "-p", help="model output text (proving: the proof)"),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="gold answer (proving: the problem name)"),
     truncated: bool = typer.Option(False, "--truncated", help="the output stopped at the token cap (finish_reason=length)"),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="re-grade every sample of this run directory"),
+    lean_repl: Optional[str] = typer.Option(None, "--lean-repl", help="Lean tasks: a Lean + Mathlib project folder"),
+    lean_url: Optional[str] = typer.Option(None, "--lean-url", help="Lean tasks: a Kimina Lean Server URL"),
 ) -> None:
     """Grade one prediction (prints the extracted answer and the reason), or re-grade a run's
-    samples and report disagreements."""
+    samples and report disagreements. A proving task checks the proof: exit 0 proved, 1 not
+    proved, 2 unusable input."""
     from harness.tasks import UnknownNameError
     from harness.tasks import grade as grade_one
+    from harness.tasks.proving import PROVING_TASKS
 
     if run_dir is not None:
         _regrade_run(run_dir)
         return
     if task is None or prediction is None or reference is None:
         _fail("give TASK --prediction TEXT --reference TEXT [--truncated], or --run RUN_DIR")
+    if task in PROVING_TASKS:
+        _grade_proof(task, prediction, reference, {"lean_repl": lean_repl, "lean_url": lean_url})
+        return
     try:
         result = grade_one(task, prediction, reference, truncated=truncated)
     except UnknownNameError as exc:
@@ -178,6 +189,23 @@ def grade(
 
     console.print(escape(f"extracted: {result.extracted!r}\nreference: {result.reference!r}"))
     console.print(("[green]correct[/]" if result.correct else "[red]wrong[/]") + escape(f" ({result.reason})"))
+
+
+def _grade_proof(task: str, proof: str, problem: str, settings: dict) -> None:
+    """Check one proof with the task's checker; exit 0 proved, 1 not proved, 2 unusable input."""
+    from harness.kinds.prove.checkers import CheckerSetupError
+    from harness.kinds.prove.grade import UnknownProblem, grade_one
+    from harness.tasks import DataError
+
+    try:
+        verdict, checker = grade_one(task, proof, problem, settings)
+    except (UnknownProblem, DataError, CheckerSetupError) as exc:
+        _fail(str(exc))
+    color = "green" if verdict.proved else "red"
+    console.print(f"[{color}]{verdict.status}[/] ({verdict.message}); checker {checker.get('checker')} "
+                  f"{checker.get('version') or checker.get('lean_version') or ''}, {verdict.time_s:.2f} s", highlight=False)
+    if not verdict.proved:
+        raise typer.Exit(1)
 
 
 def _regrade_run(run_dir: Path) -> None:

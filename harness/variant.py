@@ -100,10 +100,16 @@ def sampling_of(kwargs: dict[str, Any]) -> tuple[float, float]:
 
 def sample_indices(requests) -> list[int]:
     """Each request's ``sample``: how many times the same instance (task, doc_id, idx) came
-    before it in ``requests`` (lm-eval lists a repeated instance ``repeats`` times)."""
+    before it in ``requests`` (lm-eval lists a repeated instance ``repeats`` times), unless the
+    request carries its own ``sample`` (an int attribute; the prove kind's attempts, whose index
+    continues across rounds of a cascade). lm-eval's instances carry none."""
     seen: dict[tuple, int] = {}
     out = []
     for req in requests:
+        own = getattr(req, "sample", None)
+        if isinstance(own, int):
+            out.append(own)
+            continue
         key = (req.task_name, req.doc_id, req.idx)
         out.append(seen.get(key, 0))
         seen[key] = out[-1] + 1

@@ -580,3 +580,37 @@ def test_compare_opens_on_two_runs_of_the_same_suite(tmp_path: Path, monkeypatch
     assert not any("different suites" in w.value for w in at.warning)
     at.selectbox(key="compare_a").set_value(other).run()
     assert any("different suites" in w.value for w in at.warning)
+
+
+def test_proving_page_plots_pass_at_k_with_k_from_the_sidebar(tmp_path: Path, monkeypatch):
+    """Proving cells: pass@k (k picked in the sidebar) against tokens / energy per problem; a
+    cot_switch cascade appears at k = n only, as its share proved within the budget."""
+    from dashboard.proving import available_k, pass_at_k_points
+
+    root = tmp_path / "results"
+    run = "20260104T000000Z-proving-0001"
+    common = dict(adapter="baseline", task="minif2f_metamath", n=32, batch_size=8, suite="proving",
+                  cell_kind="prove", problems=8, samples_per_doc=4)
+    cells = [
+        synthetic.cell(run, variant="baseline", params={"v": 1}, n_correct=4, pass_at_1=0.125,
+                       pass_at_k_json='{"1": 0.125, "2": 0.2, "3": 0.24, "4": 0.25}', output_tokens_total=2400,
+                       **common),
+        synthetic.cell(run, variant="cot-switch", params={"v": 2}, n_correct=3, proved_within_budget=0.375,
+                       output_tokens_total=1600, **common),
+    ]
+    synthetic.write_run(root, run, cells)
+    loaded = load(root).cells
+    assert available_k(loaded) == [1, 2, 3, 4]
+    at1 = pass_at_k_points(loaded, 1)
+    assert list(at1["variant"]) == ["baseline"] and at1["tokens_per_problem"].tolist() == [300.0]
+    at4 = pass_at_k_points(loaded, 4).set_index("variant")
+    assert at4.loc["cot-switch", "pass_at_k"] == 0.375 and at4.loc["cot-switch", "kind"] == "within budget"
+    at = _app(root, monkeypatch).run()
+    at.switch_page("views/proving.py").run()
+    assert not at.exception
+    assert at.selectbox(key="proving_k").value == 1
+    at.selectbox(key="proving_k").set_value(4).run()
+    table = next(d.value for d in at.dataframe if "pass_at_k" in d.value.columns)
+    assert not at.exception and sorted(table["variant"]) == ["baseline", "cot-switch"]
+    at.selectbox(key="proving_cost").set_value("energy_per_problem_j").run()
+    assert not at.exception

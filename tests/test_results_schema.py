@@ -45,6 +45,9 @@ agent_domain agent_tasks agent_trials agent_max_steps success_rate pass_hat_1 pa
 reward_mean reward_db_only_mean agent_tokens_per_task agent_tokens_per_success user_tokens_per_task
 max_steps_rate infra_error_count db_mismatch_count termination_json user_simulator judge_model tau2_version
 tau2_data_version
+""".split() + """
+pass_at_1 pass_at_k_json problems proved proved_within_budget tokens_per_proved energy_per_proved_j
+check_time_s check_batches check_timeouts check_errors check_status_json checker_json
 """.split()
 
 CONTRACT_SAMPLE_COLUMNS = """
@@ -55,6 +58,8 @@ itl_s batch_size counters_json
 agent_task_id agent_trial reward reward_db_only reward_breakdown_json db_match termination_reason infra_error
 user_input_tokens user_output_tokens duration_s agent_generation_time_s energy_j energy_source
 energy_attributed
+""".split() + """
+attempt check_status check_message check_time_s
 """.split()
 
 
@@ -127,6 +132,15 @@ def test_counter_columns_accepted_as_float64():
     assert t.column("counter_reasoning_tokens_mean").to_pylist() == [12.0, None]
     s = sample_table([{"run_id": "r", "cell_hash": "a", "doc_id": 1, "counter_switches": 2}])
     assert s.column("counter_switches").to_pylist() == [2.0]
+
+
+def test_pass_at_k_columns_are_dynamic_and_check_status_is_checked():
+    t = cell_table([{"run_id": "r", "cell_hash": "a", "status": "ok", "pass_at_1": 0.5, "pass_at_8": 0.75}])
+    assert t.schema.field("pass_at_8").type == pa.float64() and t.column("pass_at_8").to_pylist() == [0.75]
+    with pytest.raises(ValueError, match="unknown cell column"):
+        cell_table([{"run_id": "r", "cell_hash": "a", "status": "ok", "pass_at_k": 0.5}])
+    with pytest.raises(ValueError, match="check_status must be one of"):
+        sample_table([{"run_id": "r", "cell_hash": "c", "doc_id": 0, "check_status": "passed"}])
 
 
 def test_with_counters_is_order_independent():

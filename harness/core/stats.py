@@ -18,6 +18,7 @@ __all__ = [
     "percentile",
     "is_binary",
     "accuracy_with_ci",
+    "pass_at_k",
 ]
 
 
@@ -149,6 +150,37 @@ def accuracy_with_ci(
     else:
         low, high = bootstrap_mean_ci(x, seed=seed)
     return (mean, low, high)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float | None:
+    """Unbiased estimator of pass@k for one problem: the probability that at least one of ``k``
+    attempts drawn without replacement from the ``n`` made, ``c`` of them correct, is correct::
+
+        pass@k = 1 - C(n - c, k) / C(n, k)
+
+    Chen et al. 2021, "Evaluating Large Language Models Trained on Code", arXiv 2107.03374
+    (eq. 1). Computed exactly with integer binomials (``fractions.Fraction``), then rounded once
+    to a float: ``pass_at_k(4, 2, 2) == 5/6``. Never the plug-in ``1 - (1 - c/n)^k``, which is
+    biased. Average it over problems for a cell's figure.
+
+    Args:
+        n: attempts made (``>= 1``); ``c``: correct ones (``0 <= c <= n``); ``k``: ``>= 1``.
+
+    Returns:
+        The estimate in [0, 1]; ``None`` when ``k > n`` (not defined: fewer attempts than ``k``).
+
+    Raises:
+        ValueError: ``n < 1``, ``k < 1`` or ``c`` outside ``[0, n]``.
+    """
+    if n < 1 or k < 1:
+        raise ValueError(f"pass@k needs n >= 1 and k >= 1, got n={n}, k={k}")
+    if not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n, got c={c}, n={n}")
+    if k > n:
+        return None
+    from fractions import Fraction
+
+    return float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
 
 
 def coefficient_of_variation(values: Iterable[float | int | None]) -> float | None:

@@ -12,8 +12,9 @@ Versioning (``MAJOR.MINOR``, stored in each Parquet file's key-value metadata un
   :class:`SchemaVersionError`.
 
 Adapter counters are open-ended: any key named ``counter_<name>`` is accepted and stored as a
-``float64`` column appended after the fixed ones. Any other unknown key is refused with a
-``ValueError`` so that a typo never silently creates a column.
+``float64`` column appended after the fixed ones; so is a proving cell's ``pass_at_<k>`` for each
+``k`` of its suite's ``report_k`` (``pass_at_1`` is a fixed column). Any other unknown key is
+refused with a ``ValueError`` so that a typo never silently creates a column.
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ __all__ = [
     "SchemaVersionError",
     "parse_version",
     "is_counter_column",
+    "is_pass_at_k_column",
+    "CHECK_STATUSES",
     "with_counters",
     "cell_table",
     "sample_table",
     "telemetry_series_table",
 ]
 
-SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample, window checks (flag_energy_disagree, flag_memory_order, other_*, flag_interference), itl_p*_s; correct_truncated, τ² db_match / db_mismatch_count
+SCHEMA_VERSION = "1.4"  # 1.1: energy_per_sample_j; 1.2: warm-up, adapter preparation, training cells, NLU metrics; 1.3: agent cells (τ²); 1.4: per-cell provenance_json, sample, window checks (flag_energy_disagree, flag_memory_order, other_*, flag_interference), itl_p*_s; correct_truncated, τ² db_match / db_mismatch_count; proving cells
 """Current results schema version, ``MAJOR.MINOR``."""
 
 SCHEMA_VERSION_KEY = "harness_schema_version"
@@ -55,9 +58,11 @@ SCHEMA_VERSION_KEY = "harness_schema_version"
 
 COUNTER_PREFIX = "counter_"
 _COUNTER_RE = re.compile(r"^counter_[A-Za-z0-9_]+$")
+_PASS_AT_K_RE = re.compile(r"^pass_at_[1-9][0-9]*$")
 
 CELL_STATUSES = ("ok", "error")
 FINISH_REASONS = ("stop", "length", "error")
+CHECK_STATUSES = ("proved", "failed", "rejected", "timeout", "error")  # harness.provers.verdict
 
 _STR = pa.string()
 _F64 = pa.float64()
@@ -221,6 +226,24 @@ CELL_SCHEMA = pa.schema(
         _f("tau2_version", _STR),
         _f("tau2_data_version", _STR),  # data source, package version, tasks file hash
         # --- end agent block
+        # --- proving cells (harness/kinds/prove; schema 1.4): n attempts per problem, each checked
+        # by a proof checker. accuracy = pass_at_1 (interval bootstrapped over problems); a cascade
+        # (cot_switch: switch) has no pass@k: accuracy = proved_within_budget. pass_at_<k> columns for
+        # the suite's report_k are appended like counters.
+        _f("pass_at_1", _F64),  # mean over problems of the unbiased pass@1 (Chen et al. 2021)
+        _f("pass_at_k_json", _STR),  # {"k": mean pass@k} for every k <= n (null for a cascade)
+        _f("problems", _I64),  # problems attempted
+        _f("proved", _I64),  # problems with at least one proved attempt
+        _f("proved_within_budget", _F64),  # cascade cells: proved / problems
+        _f("tokens_per_proved", _F64),  # all attempts' output tokens / problems proved
+        _f("energy_per_proved_j", _F64),  # generation energy / problems proved
+        _f("check_time_s", _F64),  # checker wall time, outside the generation windows
+        _f("check_batches", _I64),  # checker processes / requests run
+        _f("check_timeouts", _I64),  # attempts whose check timed out (never proved)
+        _f("check_errors", _I64),  # attempts whose checker failed (never proved)
+        _f("check_status_json", _STR),  # {check_status: attempts}
+        _f("checker_json", _STR),  # checker, version, database hash / Lean version, settings
+        # --- end proving block
     ]
 )
 """Arrow schema of a cell row (fixed part; ``counter_*`` columns are appended per table)."""
@@ -285,6 +308,12 @@ SAMPLE_SCHEMA = pa.schema(
         _f("energy_j", _F64),  # the variant's energy for the simulation
         _f("energy_source", _STR),
         _f("energy_attributed", _BOOL),  # a share of a larger measured window
+        # --- proving cells (schema 1.4): one row per (problem, attempt); doc_id = problem index,
+        # sample = attempt; correct = 1.0 when check_status is proved
+        _f("attempt", _I64),
+        _f("check_status", _STR),  # proved | failed | rejected | timeout | error
+        _f("check_message", _STR),  # first line of the checker's (or the rule's) reason
+        _f("check_time_s", _F64),  # this attempt's share of its checker batch's wall time
     ]
 )
 """Arrow schema of a sample row (fixed part; ``counter_*`` columns are appended per table)."""
@@ -316,8 +345,18 @@ def is_counter_column(name: str) -> bool:
     return bool(_COUNTER_RE.match(name))
 
 
+def is_pass_at_k_column(name: str) -> bool:
+    """True for a proving cell's ``pass_at_<k>`` column name (``k`` a positive integer)."""
+    return bool(_PASS_AT_K_RE.match(name))
+
+
+def _is_dynamic(name: str) -> bool:
+    return is_counter_column(name) or is_pass_at_k_column(name)
+
+
 def with_counters(schema: pa.Schema, counter_names: Iterable[str]) -> pa.Schema:
-    """Return ``schema`` with ``float64`` fields appended for each counter name not already in it.
+    """Return ``schema`` with ``float64`` fields appended for each counter (or ``pass_at_<k>``)
+    name not already in it.
 
     Counters are appended in sorted order so that the same set of names gives the same schema.
     """
@@ -325,8 +364,8 @@ def with_counters(schema: pa.Schema, counter_names: Iterable[str]) -> pa.Schema:
     for name in sorted(set(counter_names)):
         if name in out.names:
             continue
-        if not is_counter_column(name):
-            raise ValueError(f"{name!r} is not a counter column name (counter_<letters, digits, _>)")
+        if not _is_dynamic(name):
+            raise ValueError(f"{name!r} is not a counter column name (counter_<letters, digits, _>) nor pass_at_<k>")
         out = out.append(pa.field(name, _F64, nullable=True))
     return out
 
@@ -343,7 +382,7 @@ def _unknown_key_error(kind: str, unknown: Sequence[str], known: Sequence[str]) 
     return ValueError(
         f"unknown {kind} column(s): {', '.join(hints)}. Columns are defined in "
         f"harness/results/schema.py (add them there and bump SCHEMA_VERSION's MINOR); adapter "
-        f"counters must be named '{COUNTER_PREFIX}<name>'."
+        f"counters must be named '{COUNTER_PREFIX}<name>', proving cells' extra k as 'pass_at_<k>'."
     )
 
 
@@ -422,7 +461,7 @@ def _build_table(rows: Sequence[Mapping[str, Any]], base: pa.Schema, kind: str) 
         for key in row:
             if key in known:
                 continue
-            if isinstance(key, str) and is_counter_column(key):
+            if isinstance(key, str) and _is_dynamic(key):
                 counters.add(key)
             elif key not in unknown:
                 unknown.append(key)
@@ -470,7 +509,8 @@ def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
     Raises:
         ValueError: on an unknown non-counter key, a missing required key (``run_id``,
-            ``cell_hash``, ``doc_id``), an invalid ``finish_reason``, or a value of the wrong type.
+            ``cell_hash``, ``doc_id``), an invalid ``finish_reason`` or ``check_status``, or a
+            value of the wrong type.
     """
     for i, row in enumerate(rows):
         fr = row.get("finish_reason")
@@ -478,6 +518,9 @@ def sample_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise ValueError(
                 f"sample row {i}: finish_reason must be one of {FINISH_REASONS}, got {fr!r}"
             )
+        cs = row.get("check_status")
+        if cs is not None and cs not in CHECK_STATUSES:
+            raise ValueError(f"sample row {i}: check_status must be one of {CHECK_STATUSES}, got {cs!r}")
     rows = [row if row.get("sample") is not None else {**row, "sample": 0} for row in rows]
     return _build_table(rows, SAMPLE_SCHEMA, "sample")
 

@@ -153,7 +153,19 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results", wide: b
         A rich renderable: the table and its footnotes (codes, flags, errors, runs). Training
         (fine-tuning) cells get their own table
         (:func:`harness.results.training_summary.training_table`) after it.
+    Proving cells get their own table too
+    (:func:`harness.results.proving_summary.proving_table`), before the others.
     """
+    if "cell_kind" in cells_df.columns and (cells_df["cell_kind"] == "prove").any():
+        from rich.console import Group
+
+        from harness.results.proving_summary import proving_table
+
+        is_proving = cells_df["cell_kind"] == "prove"
+        proving = proving_table(cells_df[is_proving], title=title)
+        if is_proving.all():
+            return proving
+        return Group(summary_table(cells_df[~is_proving], title=title), proving)
     if "cell_kind" in cells_df.columns and (cells_df["cell_kind"] == "finetune").any():
         from harness.results.training_summary import training_table
 

@@ -45,6 +45,11 @@ class EvalKind(CellKind):
             try:
                 get_task(task)
             except KeyError as exc:
+                from harness.tasks.proving import PROVING_TASKS
+
+                if task in PROVING_TASKS:
+                    raise SuiteError(f"{source}: tasks[{i}]: {task!r} is a proving task: put it in a prove: section "
+                                     "(its attempts are checked by a proof checker, not graded by lm-eval)") from None
                 raise SuiteError(f"{source}: tasks[{i}]: {exc}") from None
         scored = [t for t in suite.tasks if get_task(t).output_type != "generate_until"]
         if scored and suite.defaults.sampling:

@@ -157,8 +157,6 @@ def summary_table(cells_df: pd.DataFrame, title: str | None = "Results", wide: b
     (:func:`harness.results.proving_summary.proving_table`), before the others.
     """
     if "cell_kind" in cells_df.columns and (cells_df["cell_kind"] == "prove").any():
-        from rich.console import Group
-
         from harness.results.proving_summary import proving_table
 
         is_proving = cells_df["cell_kind"] == "prove"

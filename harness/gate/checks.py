@@ -247,20 +247,24 @@ def _cost_checks(pair: CellPair, settings: Gate) -> list[Check]:
                       threshold=f"ratio ≤ ×{1 + tol:.2f}, widened to {settings.spread_factor:g}×CV")
         if vb.size == 0 and vc.size == 0:
             continue  # not measured on this hardware (e.g. GPU memory on a CPU run): nothing to say
-        reason = None
+        # every reason that applies is named (hardware first: it holds whatever the load was)
+        reasons: list[str] = []
         hb, hc = _one(base_ok["hardware_id"]), _one(cand_ok["hardware_id"])
+        if hb is None or hc is None or hb != hc:
+            reasons.append(f"different or unknown hardware (hardware_id {hb or 'mixed/none'} vs "
+                           f"{hc or 'mixed/none'})")
         if busy_reason is not None:
-            reason = busy_reason
-        elif vb.size < settings.min_repeats or vc.size < settings.min_repeats:
-            reason = f"needs ≥ {settings.min_repeats} repeats per side (baseline {vb.size}, candidate {vc.size})"
-        elif hb is None or hc is None or hb != hc:
-            reason = f"different or unknown hardware (hardware_id {hb or 'mixed/none'} vs {hc or 'mixed/none'})"
-        elif metric == "energy_per_token_j":
+            reasons.append(busy_reason)
+        if vb.size < settings.min_repeats or vc.size < settings.min_repeats:
+            reasons.append(f"needs ≥ {settings.min_repeats} repeats per side (baseline {vb.size}, "
+                           f"candidate {vc.size})")
+        if metric == "energy_per_token_j":
             sb, sc = _one(base_ok["energy_source"]), _one(cand_ok["energy_source"])
             if sb is None or sb != sc or sb == "unavailable":
-                reason = f"energy sources differ or are unavailable ({sb or 'mixed'} vs {sc or 'mixed'})"
-        if reason is None and not (mb and mb > 0):
-            reason = "baseline value is zero"
+                reasons.append(f"energy sources differ or are unavailable ({sb or 'mixed'} vs {sc or 'mixed'})")
+        if not reasons and not (mb and mb > 0):
+            reasons.append("baseline value is zero")
+        reason = "; ".join(reasons) or None
         if reason is not None:
             if mb and mc is not None:
                 common["delta"] = mc / mb  # shown for information only

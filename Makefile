@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make bench SUITE=reasoning     # create .venv, install everything (embedded model included; the Metamath
 #                                  # checker by apt when missing), run the suite
-#   make test                      # same install plus dev deps, run the tests (~8 min on 2 cores)
+#   make test                      # same install plus dev deps, run the tests (~11 min on 2 cores; set-up aside)
 #   make test-fast                 # the same without the slow-marked tests (no embedded model loads)
 # Variables: SUITE, LIMIT (samples per task; empty = the suite's default), RESULTS (results root),
 # DATA (offline data dir, passed as HARNESS_DATA_DIR; default ../shared/data when it exists, else

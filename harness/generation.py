@@ -1,7 +1,10 @@
 """The decode loop every generation adapter shares.
 
 One loop over a ``transformers`` causal LM with a KV cache: a batched prefill of the
-left-padded prompts, then one step per token. Techniques are *policies* plugged into it
+left-padded prompts, then one step per token. The batch is continuous (Orca, Yu et al., OSDI
+2022: iteration-level scheduling): a finished sequence leaves the batch at once and the next
+prompt takes its slot (:mod:`harness.kv_batch`); stop strings are checked on each token's new
+text only (:mod:`harness.detok`), never by re-decoding the output. Techniques are *policies* plugged into it
 (:class:`DecodePolicy`), not forks of it: a policy may force tokens for a row (budget
 forcing), veto a row's continuation, or keep its own counters. Greedy decoding with the
 default policy is token-for-token equal to ``model.generate(do_sample=False)`` (a test).
@@ -16,7 +19,10 @@ needs greedy decoding says so with ``greedy_only`` (:func:`generate` then refuse
 
 Token timing (DESIGN.md §4) is taken here, with an injectable clock:
 
-* the request (batch) starts after tokenization with the inputs on the device;
+* a request starts when it enters the batch (the call's start, after tokenization with the
+  inputs on the device, for the first ``batch_size`` prompts; the clock read just before its
+  own prefill for a prompt that waited for a slot, whose wait is its ``queue_s``), so its TTFT
+  includes its own prefill and no wait;
 * a token's timestamp is when its id is available on the host (``.tolist()`` after the
   step, which synchronises a CUDA device);
 * an *emission* is the set of a sequence's tokens one model pass produced: one token per step
@@ -64,6 +70,8 @@ class SequenceResult:
             never took a step.
         itl_s: per-token inter-token latencies in seconds, ``len == max(output_tokens - 1, 0)``.
         counters: the policy's per-sequence counters (e.g. ``reasoning_tokens``).
+        queue_s: seconds the sequence waited for a batch slot before its request started
+            (``0`` for the rows that started with the call; continuous batching only).
     """
 
     token_ids: list[int]
@@ -75,6 +83,7 @@ class SequenceResult:
     tpot_s: float | None
     itl_s: list[float]
     counters: dict[str, float] = field(default_factory=dict)
+    queue_s: float = 0.0
 
     @property
     def output_tokens(self) -> int:
@@ -95,6 +104,8 @@ class RowState:
     max_new_tokens: int = 0
     finish_reason: str | None = None
     counters: dict[str, float] = field(default_factory=dict)
+    start_time: float = 0.0  # when the row entered the batch (its request's start)
+    queue_s: float = 0.0  # how long it waited for a slot before that
 
     @property
     def done(self) -> bool:
@@ -105,8 +116,14 @@ class DecodePolicy:
     """Hook points of the decode loop; the default is plain greedy decoding.
 
     Subclasses override what their technique changes. Every hook sees the rows of the
-    current batch; rows that are ``done`` are still fed a pad token (as ``generate`` does)
-    but their choices are ignored.
+    current batch. Under continuous batching (:attr:`continuous`, the default) rows come and
+    go: :meth:`begin` is the *join* event of each group of rows that enters the batch (after
+    its prefill), :meth:`leave` the event of each row that finished and left; a policy keeps
+    its per-row state keyed by ``row.index`` (unique within one :func:`generate` call). A policy
+    whose state belongs to the whole batch (its own caches aligned with the batch, a counter
+    per batch: early exit, model switching, speculative decoding) sets ``continuous = False``;
+    its batches are then static and rows that are ``done`` are still fed a pad token (as
+    ``generate`` does) with their choices ignored.
 
     Sampling lives in :meth:`pick`: a subclass that overrides :meth:`choose` without calling
     :meth:`pick` picks its tokens itself and stays greedy whatever the settings say. A policy
@@ -116,9 +133,14 @@ class DecodePolicy:
     """
 
     greedy_only: bool = False
+    continuous: bool = True
 
     def begin(self, rows: list[RowState]) -> None:
-        """Called once after prefill bookkeeping, before the first token is chosen."""
+        """Rows join the batch: called after their prefill, before their first token is chosen
+        (once for a static batch; once per admitted group under continuous batching)."""
+
+    def leave(self, row: RowState) -> None:
+        """``row`` is done and left the batch (its slot goes to the next prompt)."""
 
     def choose(self, rows: list[RowState], logits: torch.Tensor) -> list[int]:
         """Pick each row's next token from ``logits`` (shape ``[batch, vocab]``).
@@ -199,11 +221,13 @@ class GenerationSettings:
 @dataclass
 class Sampling:
     """Sampling state of one :func:`generate` call: temperature, nucleus mass and one seeded
-    CPU generator per row of the batch (so a row's draws never depend on its neighbours)."""
+    CPU generator per prompt (so a row's draws never depend on its neighbours, nor on when it
+    joined the batch); ``rows`` maps the batch's rows to their prompts."""
 
     temperature: float
     top_p: float
     generators: list[torch.Generator]
+    rows: list[int] | None = None  # the live rows' indices, in batch order (None: all, in order)
 
     @classmethod
     def of(
@@ -245,7 +269,8 @@ class Sampling:
             keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, keep_ordered)
             probs = probs.masked_fill(~keep, 0.0)
         cdf = probs.double().cumsum(dim=-1)
-        uniforms = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+        generators = self.generators if self.rows is None else [self.generators[i] for i in self.rows]
+        uniforms = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
         targets = (uniforms.to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
         picked = torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
         return picked.tolist()
@@ -301,73 +326,108 @@ def generate(
     clock: Callable[[], float] = monotonic_s,
     seeds: Sequence[int | None] | None = None,
     on_step: Callable[[list[RowState]], None] | None = None,
+    batch_size: int | None = None,
 ) -> list[SequenceResult]:
-    """Decode a batch of tokenized prompts with a KV cache (greedy unless
-    ``settings.temperature > 0``).
+    """Decode tokenized prompts with a KV cache (greedy unless ``settings.temperature > 0``).
+
+    With ``batch_size`` smaller than ``len(prompts)`` the batch is *continuous*: at most
+    ``batch_size`` sequences are in flight; a finished one leaves the batch at once and the next
+    prompt takes its slot (its prefill runs between two decode steps of the others). Without
+    ``batch_size`` all prompts start together; finished rows still leave, so the batch shrinks
+    instead of waiting for its longest row. Rows come and go only under a policy whose state is
+    per row (:attr:`DecodePolicy.continuous`) and a cache made of plain dynamic layers
+    (:func:`harness.kv_batch.supports`); otherwise the batch is static (finished rows are fed a
+    pad token until all are done, as ``model.generate`` does).
 
     Args:
         model: a ``transformers`` causal LM (any device).
         tokenizer: its tokenizer (for ``pad_token_id`` and decoding).
-        prompts: token ids per sequence, unpadded; the batch is left-padded here.
+        prompts: token ids per sequence, unpadded; batches are left-padded here.
         settings: token cap, stop strings, EOS ids.
         policy: technique hooks (default: plain greedy).
         max_new_tokens: optional per-row caps (``<= settings.max_new_tokens``).
         clock: seconds, monotonic; injectable for tests.
         seeds: optional per-row seeds of the sampling generators (default: from
             ``settings.seed``, see :class:`GenerationSettings`); unused when greedy.
-        on_step: optional callback with the batch's rows after each decode step (progress);
-            it runs inside the timed loop, so it must be cheap (the variant throttles its own).
+        on_step: optional callback with all rows (waiting, live and done) after each decode
+            step (progress); it runs inside the timed loop, so it must be cheap.
+        batch_size: most sequences in flight (default: all of them).
 
     Returns:
-        One :class:`SequenceResult` per prompt, in input order.
+        One :class:`SequenceResult` per prompt, in input order. A row's timing starts when it
+        entered the batch (its ``queue_s`` is how long it waited for a slot before that).
 
     Raises:
-        ValueError: sampling asked of a ``greedy_only`` policy, or bad ``top_p`` / ``seeds``.
+        ValueError: sampling asked of a ``greedy_only`` policy, bad ``top_p`` / ``seeds``, or
+            ``batch_size < len(prompts)`` with a policy that is not ``continuous``.
     """
+    from harness.detok import IncrementalText, find_stop
+    from harness.kv_batch import LiveBatch, supports
+
     policy = policy or DecodePolicy()
     sampling = Sampling.of(settings, len(prompts), seeds)
     if sampling is not None and policy.greedy_only:
         raise ValueError(f"{type(policy).__name__} decodes greedily only; it cannot sample (temperature > 0)")
+    slots = len(prompts) if batch_size is None else max(1, int(batch_size))
+    if slots < len(prompts) and not policy.continuous:
+        raise ValueError(f"{type(policy).__name__} keeps per-batch state: it decodes static batches only "
+                         f"(call generate once per batch of {slots})")
     policy.sampling = sampling
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else settings.eos_token_ids[0]
     eos = set(settings.eos_token_ids)
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, ids in enumerate(prompts):
-        input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        attention[i, width - len(ids):] = 1
-    input_ids, attention = input_ids.to(device), attention.to(device)
     caps = max_new_tokens or [settings.max_new_tokens] * len(prompts)
     rows = [RowState(index=i, input_tokens=len(p), max_new_tokens=caps[i]) for i, p in enumerate(prompts)]
-    texts: dict[int, str] = {}
+    texts = {row.index: IncrementalText(tokenizer) for row in rows}
+    cache_kw = cache_kwarg(model)
+    waiting = list(rows)
+    waiting.reverse()  # pop() takes the next prompt in input order
+    live: list[RowState] = []
+    batch = LiveBatch()
+    dynamic = policy.continuous  # rows may leave and join (decided for good after the first prefill)
+    logits: torch.Tensor | None = None  # [live rows, vocab]
+    reused = False  # the logits of this step came from an earlier pass (same emission)
 
     def text_of(row: RowState) -> Callable[[], str]:
-        def read() -> str:
-            texts[row.index] = tokenizer.decode(row.token_ids, skip_special_tokens=True)
-            return texts[row.index]
+        return lambda: texts[row.index].text
 
-        return read
+    def admit(joining: list[RowState], at: float) -> torch.Tensor:
+        """Prefill ``joining`` (left-padded together) and add them to the batch; their logits."""
+        width = max(row.input_tokens for row in joining)
+        ids = torch.full((len(joining), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(joining), width), dtype=torch.long)
+        for j, row in enumerate(joining):
+            row.start_time, row.queue_s = at, at - call_start
+            ids[j, width - row.input_tokens :] = torch.tensor(prompts[row.index], dtype=torch.long)
+            mask[j, width - row.input_tokens :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = policy.forward(
+            model, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
+        batch.add(cache_of(out), [row.input_tokens for row in joining], mask)
+        policy.begin(joining)
+        return out["logits"][:, -1, :].float()
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = clock()
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = cache_kwarg(model)
-    out = policy.forward(
-        model, input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, logits_to_keep=1
-    )
-    cache = cache_of(out)
-    logits = out["logits"][:, -1, :].float()
-    policy.begin(rows)
-    next_positions = position_ids[:, -1:] + 1
-    reused = False  # the logits of this step came from an earlier pass (same emission)
+    call_start = clock()
+    first = True  # the first rows start with the call (queue_s = 0)
     while True:
-        chosen = policy.choose(rows, logits)
+        free = slots - len(live)
+        if waiting and free > 0 and (dynamic or not live):
+            joining = [waiting.pop() for _ in range(min(free, len(waiting)))]
+            fresh = admit(joining, call_start if first else clock())
+            first = False
+            logits = fresh if logits is None else torch.cat([logits, fresh], dim=0)
+            live += joining
+            dynamic = dynamic and supports(batch.cache)
+        if sampling is not None:
+            sampling.rows = [row.index for row in live]
+        chosen = policy.choose(live, logits)
         now = clock()  # ids are on the host: choose() returned Python ints
         feed = []
-        for row, token in zip(rows, chosen):
+        for row, token in zip(live, chosen):
             if row.done:
                 feed.append(pad_id)
                 continue
@@ -384,40 +444,53 @@ def generate(
             else:
                 row.emissions.append([now, 1])
             feed.append(token)
-            read = text_of(row)
-            if settings.stop_strings:
-                _, hit = _cut_at_stop(read(), settings.stop_strings)
-                if hit:
-                    row.finish_reason = "stop"
-                    continue
-            policy.after_token(row, token, read)
+            text = texts[row.index]
+            added = text.push(token)
+            if settings.stop_strings and find_stop(text.text, added, settings.stop_strings) >= 0:
+                row.finish_reason = "stop"
+                continue
+            policy.after_token(row, token, text_of(row))
             if not row.done and len(row.token_ids) >= row.max_new_tokens:
                 row.finish_reason = "length"
         if on_step is not None:
             on_step(rows)
-        if all(row.done for row in rows):
-            break
+        if dynamic:
+            kept = [j for j, row in enumerate(live) if not row.done]
+            if len(kept) < len(live):
+                for row in live:
+                    if row.done:
+                        policy.leave(row)
+                batch.keep(kept)
+                live, feed = [live[j] for j in kept], [feed[j] for j in kept]
+        elif all(row.done for row in live):
+            for row in live:
+                policy.leave(row)
+            live, batch, logits = [], LiveBatch(), None  # static batches: the next one starts afresh
+        if not live:
+            if not waiting:
+                break
+            logits = None
+            continue
+        mask, positions = batch.step_inputs()
         step_ids = torch.tensor(feed, dtype=torch.long, device=device).unsqueeze(-1)
-        attention = torch.cat([attention, torch.ones_like(step_ids)], dim=-1)
         out = policy.forward(
             model,
             input_ids=step_ids,
-            attention_mask=attention,
-            position_ids=next_positions,
+            attention_mask=mask,
+            position_ids=positions,
             use_cache=True,
-            **{cache_kw: cache},
+            **{cache_kw: batch.cache},
         )
-        cache = cache_of(out)
+        batch.stepped(mask, cache_of(out))
         logits = out["logits"][:, -1, :].float()
         reused = bool(out.get("reused", False)) if hasattr(out, "get") else False
-        next_positions = next_positions + 1
 
     results = []
     for row in rows:
         policy.finish(row)
         text = tokenizer.decode(row.token_ids, skip_special_tokens=True)
         text, _ = _cut_at_stop(text, settings.stop_strings)
-        ttft, latency, itl, tpot = token_timing(start, row.emissions, row.end_time)
+        ttft, latency, itl, tpot = token_timing(row.start_time, row.emissions, row.end_time)
         results.append(
             SequenceResult(
                 token_ids=list(row.token_ids),
@@ -429,6 +502,7 @@ def generate(
                 tpot_s=tpot,
                 itl_s=itl,
                 counters=dict(row.counters),
+                queue_s=row.queue_s,
             )
         )
     return results

@@ -49,6 +49,7 @@ class RequestStats:
     prompt_text: str
     output_text: str
     latency_attributed: bool = False
+    queue_s: float | None = 0.0  # wait for a batch slot before the request started (continuous batching)
     logprob: float | None = None  # log-likelihood requests: Σ log p(continuation), nats
     is_greedy: bool | None = None  # log-likelihood requests: continuation is the greedy one
 
@@ -66,6 +67,7 @@ class RequestStats:
             counters=result.counters,
             prompt_text=prompt,
             output_text=result.text,
+            queue_s=result.queue_s,
         )
 
 
@@ -200,8 +202,11 @@ class GenerationVariant(LM):
         settings = GenerationSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos_ids(self.model, self.tokenizer))
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         began = monotonic_s()
-        for start in range(0, len(encoded), self.batch_size):
-            generate(self.model, self.tokenizer, encoded[start : start + self.batch_size], settings, self.policy_factory())
+        policy = self.policy_factory()
+        step = len(encoded) if policy.continuous else self.batch_size
+        for start in range(0, len(encoded), step):
+            generate(self.model, self.tokenizer, encoded[start : start + step], settings,
+                     policy if start == 0 else self.policy_factory(), batch_size=self.batch_size)
         return monotonic_s() - began
 
     def _generate_until(self, requests) -> list[str]:
@@ -242,20 +247,25 @@ class GenerationVariant(LM):
             )
             encoded = {i: self.tokenizer(requests[i].args[0], add_special_tokens=False)["input_ids"] for i in indices}
             order = sorted(indices, key=lambda i: (-len(encoded[i]), requests[i].args[0]))
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
+            policy = self.policy_factory()
+            # a per-row policy decodes the whole group as one continuous batch; a per-batch one
+            # gets a fresh policy per static batch
+            step = len(order) if policy.continuous else self.batch_size
+            for start in range(0, len(order), step):
+                chunk = order[start : start + step]
                 began = monotonic_s()
                 seeds = [sample_seed(base_seed, requests[i].doc_id, samples[i]) for i in chunk] if temperature else None
                 results = generate(
-                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings, self.policy_factory(), seeds=seeds,
-                    on_step=self._step_progress(done) if self.on_progress else None,
+                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings,
+                    policy if start == 0 else self.policy_factory(), seeds=seeds,
+                    on_step=self._step_progress(done) if self.on_progress else None, batch_size=self.batch_size,
                 )
                 self.generation_time_s += monotonic_s() - began
                 for i, result in zip(chunk, results):
                     req = requests[i]
                     outputs[i] = result.text
                     self.stats[(req.task_name, req.doc_id, req.idx, samples[i])] = RequestStats.of(
-                        result, len(chunk), req.args[0]
+                        result, min(len(chunk), self.batch_size), req.args[0]
                     )
                 done += len(chunk)
                 if self.on_progress:
@@ -349,6 +359,7 @@ class GenerationVariant(LM):
                 ttft_s=None,
                 tpot_s=None,
                 itl_s=[],
+                queue_s=None,
                 batch_size=result.batch_rows,
                 counters=dict(row.counters),
                 prompt_text=context,

@@ -26,12 +26,13 @@ def base():
 
 @pytest.fixture
 def batches(monkeypatch):
-    """The batch sizes the decode loop was called with."""
-    seen: list[int] = []
+    """(prompts, batch slots) of each call of the decode loop (slots: its ``batch_size``, all the
+    prompts when none is given)."""
+    seen: list[tuple[int, int]] = []
     real = variant_mod.generate
 
     def spy(model, tokenizer, prompts, *args, **kwargs):
-        seen.append(len(prompts))
+        seen.append((len(prompts), min(len(prompts), kwargs.get("batch_size") or len(prompts))))
         return real(model, tokenizer, prompts, *args, **kwargs)
 
     monkeypatch.setattr(variant_mod, "generate", spy)
@@ -42,14 +43,15 @@ def batches(monkeypatch):
 def test_warm_up_runs_whole_batches_at_the_cells_batch_size(base, batches, asked, batch_size, decoded):
     variant = ADAPTERS.get("baseline")({}).wrap(base, batch_size=batch_size, max_new_tokens=16)
     n, seconds = _warm_up(variant, Spec(), DOCS, asked, max_new_tokens=16)
-    assert batches == decoded and n == sum(decoded) and seconds > 0
+    # one continuous batch of batch_size slots over whole batches' worth of prompts
+    assert batches == [(sum(decoded), batch_size)] and n == sum(decoded) and seconds > 0
 
 
 def test_a_batch_1_technique_warms_up_at_batch_1(base, batches):
     variant = ADAPTERS.get("speculative")({"draft": "prompt_lookup"}).wrap(base, batch_size=4, max_new_tokens=16)
     assert variant.batch_size == 1
     n, _ = _warm_up(variant, Spec(), DOCS, 2, max_new_tokens=16)
-    assert batches == [1, 1] and n == 2
+    assert batches == [(1, 1), (1, 1)] and n == 2  # a per-batch policy: one static batch per call
 
 
 def test_warmup_requests_rounds_up_to_whole_batches():

@@ -53,7 +53,7 @@ check_time_s check_batches check_timeouts check_errors check_status_json checker
 CONTRACT_SAMPLE_COLUMNS = """
 run_id cell_hash model variant task doc_id sample prompt_hash prompt_text output_text extracted_answer
 reference correct grade_reason input_tokens output_tokens finish_reason latency_s ttft_s tpot_s
-itl_s batch_size counters_json
+itl_s queue_s batch_size counters_json
 """.split() + """
 agent_task_id agent_trial reward reward_db_only reward_breakdown_json db_match termination_reason infra_error
 user_input_tokens user_output_tokens duration_s agent_generation_time_s energy_j energy_source

@@ -35,6 +35,8 @@ class EarlyExitParams(AdapterParams):
 class ExitPolicy(DecodePolicy):
     """Per-batch early-exit state (batch size 1)."""
 
+    continuous = False  # its counter belongs to the batch
+
     def __init__(self, params: EarlyExitParams):
         self.p = params
         self.executed: list[int] = []

@@ -132,6 +132,8 @@ class SwitchPolicy(DecodePolicy):
         calls: forward calls per model (each one step or one catch-up prefill).
     """
 
+    continuous = False  # the small model's cache and the switching state belong to the batch
+
     def __init__(self, params: EntropySwitchParams, small, p_large: int, p_small: int):
         self.p = params
         self.small = small

@@ -186,6 +186,7 @@ class SpeculativePolicy(DecodePolicy):
     """
 
     greedy_only = True  # verification accepts the drafts the target's argmax agrees with
+    continuous = False  # the drafter and the verified logits belong to the batch
 
     def __init__(self, num_draft_tokens: int, drafter):
         self.k = num_draft_tokens

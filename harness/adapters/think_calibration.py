@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from harness.adapters.reasoning_format import chat_prompt, detect_format
-from harness.generation import DecodePolicy, GenerationSettings, batched, eos_ids, generate
+from harness.generation import DecodePolicy, GenerationSettings, eos_ids, generate
 from harness.telemetry.clock import monotonic_s
 
 CACHE_FILE = "think_budget_calibration.json"
@@ -161,9 +161,8 @@ def calibrate_high(
     ]
     settings = GenerationSettings(max_new_tokens=context.max_new_tokens, eos_token_ids=eos_ids(base.model, tok))
     reasoning: list[float] = []
-    for chunk in batched(prompts, context.batch_size):
-        for result in generate(base.model, tok, chunk, settings, policy_factory()):
-            reasoning.append(result.counters["reasoning_tokens"])
+    for result in generate(base.model, tok, prompts, settings, policy_factory(), batch_size=context.batch_size):
+        reasoning.append(result.counters["reasoning_tokens"])
     spent_s = monotonic_s() - began
     calibration = HighCalibration(
         task=spec.name,

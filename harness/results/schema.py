@@ -289,6 +289,10 @@ SAMPLE_SCHEMA = pa.schema(
         _f("ttft_s", _F64),
         _f("tpot_s", _F64),
         _f("itl_s", pa.list_(_F64)),
+        # seconds a request waited for a slot of the continuous batch before it started (its
+        # latency, TTFT and TPOT exclude it); 0 for the first batch_size requests; null when not
+        # a decode-loop request (log-likelihood, agents) or in files written before it
+        _f("queue_s", _F64),
         _f("batch_size", _I64),
         _f("counters_json", _STR),
         # --- agent cells (schema 1.3): one sample = one τ² simulation (task × trial); correct =

@@ -109,15 +109,19 @@ class NonBlankPolicy(DecodePolicy):
     def greedy_only(self) -> bool:
         return self.inner.greedy_only
 
+    @property
+    def continuous(self) -> bool:
+        return self.inner.continuous
+
     def begin(self, rows: list[RowState]) -> None:
         self.inner.begin(rows)
 
     def choose(self, rows: list[RowState], logits: torch.Tensor) -> list[int]:
         if self.eos and any(self._blank.get(r.index, True) for r in rows):
             logits = logits.clone()
-            for r in rows:
+            for position, r in enumerate(rows):  # batch position, not the prompt index
                 if self._blank.get(r.index, True):
-                    logits[r.index, self.eos] = float("-inf")
+                    logits[position, self.eos] = float("-inf")
         return self.inner.choose(rows, logits)
 
     def forward(self, model, **inputs) -> Any:
@@ -129,6 +133,9 @@ class NonBlankPolicy(DecodePolicy):
         if self._blank.get(row.index, True):
             self._blank[row.index] = not text_so_far().strip()
         self.inner.after_token(row, token, text_so_far)
+
+    def leave(self, row: RowState) -> None:
+        self.inner.leave(row)
 
     def finish(self, row: RowState) -> None:
         self.inner.finish(row)

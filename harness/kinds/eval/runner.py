@@ -80,6 +80,7 @@ def generation_sample_rows(
                     ttft_s=stats.ttft_s,
                     tpot_s=stats.tpot_s,
                     itl_s=stats.itl_s,
+                    queue_s=stats.queue_s,
                     batch_size=stats.batch_size,
                     counters_json=json.dumps(stats.counters, sort_keys=True),
                 )

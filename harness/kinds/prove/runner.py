@@ -103,7 +103,7 @@ def run_prove_cell(cell: Cell, base, telemetry, on_progress=None, files=None, ch
                 check_status=verdict.status, check_message=verdict.message, check_time_s=verdict.time_s,
                 input_tokens=stats.input_tokens, output_tokens=stats.output_tokens,
                 finish_reason=stats.finish_reason, latency_s=stats.latency_s, ttft_s=stats.ttft_s,
-                tpot_s=stats.tpot_s, itl_s=stats.itl_s, batch_size=stats.batch_size,
+                tpot_s=stats.tpot_s, itl_s=stats.itl_s, queue_s=stats.queue_s, batch_size=stats.batch_size,
                 counters_json=json.dumps({**stats.counters, "cot": int(rnd.cot)}, sort_keys=True),
             ))
     samples.sort(key=lambda r: (r["doc_id"], r["sample"]))

@@ -115,7 +115,6 @@ def run_suite(
             "limit": limit,
             "started_at": now_iso(),
             "cells": [c.cell_hash for c in cells],
-            "data_dir": os.environ.get("HARNESS_DATA_DIR") or None,
         })
     console.print(
         f"[bold]{suite.name}[/]: {len(cells)} cells, {skipped} already complete, {len(pending)} to run "

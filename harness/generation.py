@@ -105,7 +105,6 @@ class RowState:
     finish_reason: str | None = None
     counters: dict[str, float] = field(default_factory=dict)
     start_time: float = 0.0  # when the row entered the batch (its request's start)
-    queue_s: float = 0.0  # how long it waited for a slot before that
 
     @property
     def done(self) -> bool:
@@ -397,7 +396,7 @@ def generate(
         ids = torch.full((len(joining), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(joining), width), dtype=torch.long)
         for j, row in enumerate(joining):
-            row.start_time, row.queue_s = at, at - call_start
+            row.start_time = at
             ids[j, width - row.input_tokens :] = torch.tensor(prompts[row.index], dtype=torch.long)
             mask[j, width - row.input_tokens :] = 1
         ids, mask = ids.to(device), mask.to(device)
@@ -502,7 +501,7 @@ def generate(
                 tpot_s=tpot,
                 itl_s=itl,
                 counters=dict(row.counters),
-                queue_s=row.queue_s,
+                queue_s=row.start_time - call_start,
             )
         )
     return results
@@ -531,8 +530,3 @@ def token_timing(
     ttft, latency = t0 - start, previous - start
     n = len(itl) + 1
     return ttft, latency, itl, (latency - ttft) / (n - 1) if n > 1 else None
-
-
-def batched(items: list[Any], size: int) -> list[list[Any]]:
-    """Split ``items`` into consecutive chunks of at most ``size``."""
-    return [items[i : i + size] for i in range(0, len(items), size)]

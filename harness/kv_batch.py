@@ -55,9 +55,6 @@ class LiveBatch:
         self.lengths: list[int] = []
         self.mask: torch.Tensor | None = None
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
     def add(self, cache, lengths: list[int], mask: torch.Tensor) -> None:
         """Append rows that ran their prefill: their ``cache`` (``len(lengths)`` rows), tokens per
         row and ``[rows, columns]`` mask (left-padded like this batch's)."""

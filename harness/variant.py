@@ -202,12 +202,18 @@ class GenerationVariant(LM):
         settings = GenerationSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos_ids(self.model, self.tokenizer))
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         began = monotonic_s()
-        policy = self.policy_factory()
-        step = len(encoded) if policy.continuous else self.batch_size
-        for start in range(0, len(encoded), step):
-            generate(self.model, self.tokenizer, encoded[start : start + step], settings,
-                     policy if start == 0 else self.policy_factory(), batch_size=self.batch_size)
+        for start, stop, policy in self._decode_calls(len(encoded)):
+            generate(self.model, self.tokenizer, encoded[start:stop], settings, policy, batch_size=self.batch_size)
         return monotonic_s() - began
+
+    def _decode_calls(self, n: int):
+        """``(start, stop, policy)`` of each decode-loop call over ``n`` requests: one continuous
+        batch when the technique's policy keeps per-row state (``DecodePolicy.continuous``), else
+        static batches of ``batch_size``, each with a fresh policy."""
+        policy = self.policy_factory()
+        step = n if policy.continuous else self.batch_size
+        for start in range(0, n, step):
+            yield start, min(start + step, n), policy if start == 0 else self.policy_factory()
 
     def _generate_until(self, requests) -> list[str]:
         """Generation for lm-eval ``generate_until`` requests: greedy, or sampling when the
@@ -247,17 +253,12 @@ class GenerationVariant(LM):
             )
             encoded = {i: self.tokenizer(requests[i].args[0], add_special_tokens=False)["input_ids"] for i in indices}
             order = sorted(indices, key=lambda i: (-len(encoded[i]), requests[i].args[0]))
-            policy = self.policy_factory()
-            # a per-row policy decodes the whole group as one continuous batch; a per-batch one
-            # gets a fresh policy per static batch
-            step = len(order) if policy.continuous else self.batch_size
-            for start in range(0, len(order), step):
-                chunk = order[start : start + step]
+            for start, stop, policy in self._decode_calls(len(order)):
+                chunk = order[start:stop]
                 began = monotonic_s()
                 seeds = [sample_seed(base_seed, requests[i].doc_id, samples[i]) for i in chunk] if temperature else None
                 results = generate(
-                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings,
-                    policy if start == 0 else self.policy_factory(), seeds=seeds,
+                    self.model, self.tokenizer, [encoded[i] for i in chunk], settings, policy, seeds=seeds,
                     on_step=self._step_progress(done) if self.on_progress else None, batch_size=self.batch_size,
                 )
                 self.generation_time_s += monotonic_s() - began

@@ -11,6 +11,9 @@ run checks that both sides wrote the same greedy tokens.
    steps of the harness loop splits a step's time into matrix multiplies (weights read),
    attention, KV-cache growth, other ops, and Python/dispatch (the step's wall time minus the
    ops' own time).
+   ``--compile`` adds the harness loop with its compiled step (:mod:`harness.compiled_step`:
+   ``torch.compile`` over a static cache, compiled before the timed rounds; its compile time
+   is reported) as a third side of the same alternating rounds.
 2. **Ragged** — ``--ragged-prompts`` GSM8K prompts, caps drawn uniformly from
    ``[--cap-min, --cap-max]`` with ``--seed``, plus each request's own EOS. Harness: one
    continuous batch of ``--batch-size`` slots. ``generate``: static batches of ``--batch-size``
@@ -124,6 +127,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a 2-minute check: 16 tokens, 8 ragged prompts")
     ap.add_argument("--skip-ragged", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="batch 1: also the compiled decode step")
     args = ap.parse_args()
     if args.quick:
         args.b1_tokens, args.ragged_prompts, args.cap_max, args.rounds = 16, 8, 48, 1
@@ -141,23 +145,34 @@ def main() -> None:
     settings = GenerationSettings(max_new_tokens=args.b1_tokens, eos_token_ids=[])
     generate(model, tok, [b1[0]], GenerationSettings(max_new_tokens=4, eos_token_ids=[]))  # warm-up
     hf_generate(model, [b1[0]], 4, pad_id, None)
-    ours_tps, hf_tps, same = [], [], True
+    step, compile_s = None, 0.0
+    if args.compile:
+        from harness.compiled_step import CompiledStep
+
+        step = CompiledStep(model)
+        step.plan([len(p) for p in b1], args.b1_tokens)
+        t = time.perf_counter()
+        step.precompile(tok, [1])
+        compile_s = time.perf_counter() - t
+    ours_tps, hf_tps, comp_tps, same = [], [], [], True
     for r in range(args.rounds):
         for p in b1:
-            sides = ("ours", "hf") if r % 2 == 0 else ("hf", "ours")
+            order = ["ours", "hf"] + (["compiled"] if step is not None else [])
+            sides = order[r % len(order):] + order[: r % len(order)]  # each side leads in turn
             got = {}
             for side in sides:
-                if side == "ours":
-                    res = generate(model, tok, [p], settings)[0]
+                if side in ("ours", "compiled"):
+                    res = generate(model, tok, [p], settings, compiled=step if side == "compiled" else None)[0]
                     got[side] = res.token_ids
-                    ours_tps.append((res.output_tokens - 1) / (res.latency_s - res.ttft_s))
+                    (comp_tps if side == "compiled" else ours_tps).append(
+                        (res.output_tokens - 1) / (res.latency_s - res.ttft_s))
                 else:
                     # generate's decode rate: total minus a 1-token run (its prefill and first token)
                     _, t1 = hf_generate(model, [p], 1, pad_id, None)
                     ids, tn = hf_generate(model, [p], args.b1_tokens, pad_id, None)
                     got[side] = ids[0]
                     hf_tps.append((args.b1_tokens - 1) / (tn - t1))
-            same &= got["ours"] == got["hf"]
+            same &= got["ours"] == got["hf"] and got.get("compiled", got["hf"]) == got["hf"]
     n_params = sum(p.numel() for p in model.parameters())
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bw = bandwidth_bytes_per_s()
@@ -167,6 +182,10 @@ def main() -> None:
     print("| loop | decode tok/s (median) | × generate | share of roofline |\n|---|---:|---:|---:|")
     mo, mh = statistics.median(ours_tps), statistics.median(hf_tps)
     print(f"| harness | {mo:.1f} | {mo / mh:.2f} | {mo / roofline:.0%} |")
+    if comp_tps:
+        mc = statistics.median(comp_tps)
+        print(f"| harness, compiled step (compile {compile_s:.0f} s, before the rounds) | {mc:.1f} | {mc / mh:.2f} | "
+              f"{mc / roofline:.0%} |")
     print(f"| generate | {mh:.1f} | 1.00 | {mh / roofline:.0%} |")
     print(f"| roofline | {roofline:.1f} | {roofline / mh:.2f} | 100% |")
     print(f"\nroofline: {bw / 1e9:.1f} GB/s (read: a sum over 512 MiB) / {weight_bytes / 1e6:.0f} MB of weights "

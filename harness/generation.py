@@ -50,11 +50,14 @@ ends a sequence the text is cut before it and the tokens generated up to it are 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from harness.telemetry.clock import monotonic_s
+
+if TYPE_CHECKING:
+    from harness.compiled_step import CompiledStep
 
 
 @dataclass
@@ -326,6 +329,7 @@ def generate(
     seeds: Sequence[int | None] | None = None,
     on_step: Callable[[list[RowState]], None] | None = None,
     batch_size: int | None = None,
+    compiled: "CompiledStep | None" = None,
 ) -> list[SequenceResult]:
     """Decode tokenized prompts with a KV cache (greedy unless ``settings.temperature > 0``).
 
@@ -351,6 +355,9 @@ def generate(
         on_step: optional callback with all rows (waiting, live and done) after each decode
             step (progress); it runs inside the timed loop, so it must be cheap.
         batch_size: most sequences in flight (default: all of them).
+        compiled: the model's :class:`harness.compiled_step.CompiledStep`: decode steps run its
+            compiled graph over a static cache, in static batches of ``batch_size``, unless the
+            policy replaces the forward (then they run eager and are counted as such).
 
     Returns:
         One :class:`SequenceResult` per prompt, in input order. A row's timing starts when it
@@ -383,7 +390,8 @@ def generate(
     waiting.reverse()  # pop() takes the next prompt in input order
     live: list[RowState] = []
     batch = LiveBatch()
-    dynamic = policy.continuous  # rows may leave and join (decided for good after the first prefill)
+    static = compiled is not None and type(policy).forward is DecodePolicy.forward  # the compiled path
+    dynamic = policy.continuous and not static  # rows may leave and join (decided for good after the first prefill)
     logits: torch.Tensor | None = None  # [live rows, vocab]
     reused = False  # the logits of this step came from an earlier pass (same emission)
 
@@ -392,6 +400,7 @@ def generate(
 
     def admit(joining: list[RowState], at: float) -> torch.Tensor:
         """Prefill ``joining`` (left-padded together) and add them to the batch; their logits."""
+        nonlocal batch
         width = max(row.input_tokens for row in joining)
         ids = torch.full((len(joining), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(joining), width), dtype=torch.long)
@@ -401,10 +410,15 @@ def generate(
             mask[j, width - row.input_tokens :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = policy.forward(
-            model, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-        )
-        batch.add(cache_of(out), [row.input_tokens for row in joining], mask)
+        if static:  # eager prefill into the static cache that the compiled steps continue
+            batch = compiled.batch(len(joining), width + max(row.max_new_tokens for row in joining) + 1)
+            out = policy.forward(model, input_ids=ids, position_ids=positions, use_cache=True, logits_to_keep=1,
+                                 **{cache_kw: batch.cache}, **batch.prefill_kwargs(mask))
+        else:
+            out = policy.forward(
+                model, input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            )
+            batch.add(cache_of(out), [row.input_tokens for row in joining], mask)
         policy.begin(joining)
         return out["logits"][:, -1, :].float()
 
@@ -470,17 +484,23 @@ def generate(
                 break
             logits = None
             continue
-        mask, positions = batch.step_inputs()
         step_ids = torch.tensor(feed, dtype=torch.long, device=device).unsqueeze(-1)
-        out = policy.forward(
-            model,
-            input_ids=step_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            **{cache_kw: batch.cache},
-        )
-        batch.stepped(mask, cache_of(out))
+        if static:
+            out = compiled.fn(input_ids=step_ids, use_cache=True, **{cache_kw: batch.cache}, **batch.step_kwargs())
+            compiled.compiled_steps += 1
+        else:
+            mask, positions = batch.step_inputs()
+            out = policy.forward(
+                model,
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{cache_kw: batch.cache},
+            )
+            batch.stepped(mask, cache_of(out))
+            if compiled is not None:
+                compiled.eager_steps += 1
         logits = out["logits"][:, -1, :].float()
         reused = bool(out.get("reused", False)) if hasattr(out, "get") else False
 

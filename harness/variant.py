@@ -135,6 +135,8 @@ class GenerationVariant(LM):
             ``window_results``.
         supports_loglikelihood: the technique is a model transform whose forward pass is the
             whole technique (``Adapter.supports_loglikelihood``); else ``loglikelihood`` raises.
+        compiled: a :class:`harness.compiled_step.CompiledStep` of :attr:`model` when the variant
+            decodes with a compiled step (the suite's ``compile: true``); ``None``: eager.
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class GenerationVariant(LM):
         self.telemetry = None
         self.window_key = "generation"
         self.window_results: list = []
+        self.compiled = None
 
     # -- lm-eval's chat-template interface -------------------------------------------------
     @property
@@ -189,10 +192,14 @@ class GenerationVariant(LM):
         self.window_results.append(window.result)
         return outputs
 
-    def warmup(self, prompts: list[str], max_new_tokens: int) -> float:
+    def warmup(self, prompts: list[str], max_new_tokens: int, measured: list[str] | None = None,
+               requests: int = 0) -> float:
         """Decode ``prompts`` (chat-formatted texts) once, outside any telemetry window and
         without recording stats: the cold start (first allocations, kernel selection, lazy
-        initialisation) is paid here instead of by the first measured batch.
+        initialisation) is paid here instead of by the first measured batch. With a compiled step
+        (:attr:`compiled`) it also fixes the cell's cache length from the ``measured`` prompts and
+        compiles the step at every batch size ``requests`` requests decode in (the full batch and
+        the last, smaller one), so the measured window compiles nothing.
 
         Returns:
             The wall time in seconds (the cell's ``warmup_time_s``).
@@ -202,8 +209,16 @@ class GenerationVariant(LM):
         settings = GenerationSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos_ids(self.model, self.tokenizer))
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         began = monotonic_s()
+        if self.compiled is not None:
+            lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in measured or prompts]
+            self.compiled.plan(lengths + [len(e) for e in encoded], self.max_new_tokens)
+            n = max(requests, 1)
+            self.compiled.precompile(self.tokenizer, [min(self.batch_size, n), n % self.batch_size])
         for start, stop, policy in self._decode_calls(len(encoded)):
-            generate(self.model, self.tokenizer, encoded[start:stop], settings, policy, batch_size=self.batch_size)
+            generate(self.model, self.tokenizer, encoded[start:stop], settings, policy, batch_size=self.batch_size,
+                     compiled=self.compiled)
+        if self.compiled is not None:
+            self.compiled.reset_counts()
         return monotonic_s() - began
 
     def _decode_calls(self, n: int):
@@ -260,6 +275,7 @@ class GenerationVariant(LM):
                 results = generate(
                     self.model, self.tokenizer, [encoded[i] for i in chunk], settings, policy, seeds=seeds,
                     on_step=self._step_progress(done) if self.on_progress else None, batch_size=self.batch_size,
+                    compiled=self.compiled,
                 )
                 self.generation_time_s += monotonic_s() - began
                 for i, result in zip(chunk, results):

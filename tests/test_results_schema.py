@@ -33,6 +33,7 @@ sampler_achieved_period_s sampler_missed_ticks flag_short_window flag_counter_re
 flag_energy_disagree flag_memory_order other_cpu_share other_gpu_processes other_gpu_memory_bytes
 other_gpu_util_max flag_interference itl_p50_s itl_p90_s itl_p99_s
 energy_per_token_j energy_per_sample_j energy_per_correct_j warmup_requests warmup_time_s
+compile compiled_steps_share compile_recompiles
 calibration_json calibration_time_s
 """.split() + """
 cell_kind task_metric task_metric_value trainable_params trainable_share saved_activation_bytes

@@ -79,6 +79,12 @@ class Variant(Strict):
     dtype: str = "fp32"
     batch_size: int | None = Field(None, ge=1)
     length_changing: bool = False
+    compile: bool | None = Field(
+        None,
+        description="decode steps through torch.compile over a static KV cache (harness/compiled_step.py); "
+        "unset = off. Part of the cell and params hashes when set, so a compiled and an eager copy "
+        "of one variant are two variants",
+    )
 
     @field_validator("dtype")
     @classmethod

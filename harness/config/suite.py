@@ -102,13 +102,18 @@ class Suite(Strict):
     def canonical(self) -> dict[str, Any]:
         """JSON-ready dump with defaults filled (what the suite hash covers); absent sections
         are left out, so adding a kind never changes an existing suite's hash, and so are the
-        sampling keys of a greedy suite (``samples``, ``temperature``, ``top_p``)."""
+        sampling keys of a greedy suite (``samples``, ``temperature``, ``top_p``) and a variant's
+        unset ``compile``."""
         data = self.model_dump(mode="json")
         if not self.defaults.sampling:  # greedy suites hash as before sampling existed
             for key in SAMPLING_KEYS:
                 data["defaults"].pop(key)
         for key, section in sorted(self._sections.items()):
             data[key] = section.model_dump(mode="json")
+        for part in [data, *(data[key] for key in self._sections)]:  # as before the compile setting existed
+            for variant in part.get("variants") or []:
+                if isinstance(variant, dict) and variant.get("compile", False) is None:
+                    variant.pop("compile")
         return data
 
 

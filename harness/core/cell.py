@@ -81,8 +81,11 @@ class Cell:
 
     @property
     def params_hash(self) -> str:
-        """Hash of the technique alone (adapter + params): one variant across tasks and models."""
-        return stable_hash({"adapter": self.variant.adapter, "params": self.params})
+        """Hash of the technique alone (adapter + params, and an eval variant's ``compile`` setting when
+        the suite sets it): one variant across tasks and models."""
+        compiled = getattr(self.variant, "compile", None)  # eval variants: set only when the suite says so
+        return stable_hash({"adapter": self.variant.adapter, "params": self.params,
+                            **({} if compiled is None else {"compile": compiled})})
 
     @property
     def group_key(self) -> tuple[str, str, str]:

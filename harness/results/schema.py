@@ -167,7 +167,11 @@ CELL_SCHEMA = pa.schema(
         _f("energy_per_correct_j", _F64),  # null when nothing is correct
         # warm-up before the measured window (1.2): excluded from every figure above
         _f("warmup_requests", _I64),
-        _f("warmup_time_s", _F64),  # the cold start: wall time of the warm-up requests
+        _f("warmup_time_s", _F64),  # the cold start: wall time of the warm-up requests (and compilation)
+        # compiled decode step (harness/compiled_step.py; the variant's `compile: true`)
+        _f("compile", _BOOL),
+        _f("compiled_steps_share", _F64),  # decode steps in the window run by the compiled graph
+        _f("compile_recompiles", _I64),  # graphs compiled inside the measured window (expected 0)
         # adapter preparation before the telemetry window (Adapter.prepare; 1.2), e.g. think_budget's
         # calibration: a JSON record (slice, n, measured figures, resulting budget) and the wall time
         # it took in this cell (0 when reused from the run's cache); null for adapters that prepare nothing

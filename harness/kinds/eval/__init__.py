@@ -91,7 +91,8 @@ class EvalKind(CellKind):
                         limit=limit if limit is not None else d.limit, batch_size=batch_size,
                         max_new_tokens=d.max_new_tokens, seed=d.seed, repeat=repeat, device=d.device,
                         warmup=d.warmup, kind="eval", settings=sampling,
-                        identity_extra={"generation": generation, "batch_size": batch_size},
+                        identity_extra={"generation": generation, "batch_size": batch_size,
+                                        **({} if variant.compile is None else {"compile": variant.compile})},
                     ))
         return cells
 

@@ -23,14 +23,48 @@ def warmup_requests(n: int, batch_size: int) -> int:
     return -(-n // batch_size) * batch_size if n > 0 else 0
 
 
-def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int) -> tuple[int, float]:
+def _warm_up(variant, spec, docs: list[dict], n: int, max_new_tokens: int, measured: list[dict] | None = None,
+             requests: int = 0) -> tuple[int, float]:
     """Decode ``n`` of the task's own prompts (chat template applied; rounded up to whole
-    batches: :func:`warmup_requests`) before the measured window; returns how many it decoded
-    and their wall time (the cold start)."""
+    batches: :func:`warmup_requests`) before the measured window, and compile a compiled
+    variant's step for the ``measured`` docs' ``requests`` requests; returns how many it decoded
+    and their wall time (the cold start, compilation included)."""
     n = warmup_requests(n, max(1, int(getattr(variant, "batch_size", 1) or 1)))
     picked = [docs[i % len(docs)] for i in range(n)]
-    prompts = [variant.apply_chat_template([{"role": "user", "content": spec.prompt(d)}]) for d in picked]
-    return n, variant.warmup(prompts, min(WARMUP_TOKENS, max_new_tokens))
+
+    def chat(doc: dict) -> str:
+        return variant.apply_chat_template([{"role": "user", "content": spec.prompt(doc)}])
+
+    planned = [chat(d) for d in measured or picked] if getattr(variant, "compiled", None) is not None else None
+    return n, variant.warmup([chat(d) for d in picked], min(WARMUP_TOKENS, max_new_tokens), planned, requests)
+
+
+def _graphs_compiled() -> int | None:
+    """``torch._dynamo``'s compiled-graph count, or ``None`` when dynamo was never imported
+    (nothing was compiled in this process)."""
+    import sys
+
+    if "torch._dynamo" not in sys.modules:
+        return None
+    from harness.compiled_step import graphs_compiled
+
+    return graphs_compiled()
+
+
+def _compile_columns(variant, graphs_before: int | None) -> dict[str, Any]:
+    """``compile``, ``compiled_steps_share`` (decode steps of the measured window run by the
+    compiled graph, 0 when the technique's own forward ran them eagerly) and ``compile_recompiles``
+    (graphs compiled inside the measured window: expected 0) of a cell; null figures when eager."""
+    compiled = getattr(variant, "compiled", None)
+    if compiled is None:
+        return {"compile": False, "compiled_steps_share": None, "compile_recompiles": None}
+    steps = compiled.compiled_steps + compiled.eager_steps
+    after = _graphs_compiled()
+    return {
+        "compile": True,
+        "compiled_steps_share": compiled.compiled_steps / steps if steps else None,
+        "compile_recompiles": (after or 0) - (graphs_before or 0),
+    }
 
 
 def generation_sample_rows(
@@ -171,7 +205,16 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
         task, grades = build_task(spec, cell.max_new_tokens, docs), None
     # warm-up decodes the task's prompts: generation tasks only (log-likelihood cells run none)
     warmup = cell.warmup if spec.output_type == "generate_until" else 0
-    warmup, warmup_time_s = _warm_up(variant, spec, docs, warmup, cell.max_new_tokens) if warmup else (0, None)
+    if spec.output_type == "generate_until" and getattr(cell.variant, "compile", None):
+        from harness.compiled_step import CompiledStep
+
+        variant.compiled = CompiledStep(variant.model)
+    warmup, warmup_time_s = (
+        _warm_up(variant, spec, docs, warmup, cell.max_new_tokens, docs[:n_docs], n_docs * sampling["samples"])
+        if warmup or variant.compiled is not None
+        else (0, None)
+    )
+    graphs_before = _graphs_compiled()
     variant.telemetry, variant.window_key = telemetry, cell.cell_hash
     # The telemetry window opens inside the variant: generation only, not lm-eval's bookkeeping.
     output = lm_eval.simple_evaluate(
@@ -214,6 +257,7 @@ def run_eval_cell(cell: Cell, base, telemetry, on_progress=None, files: dict[str
         "samples_per_doc": sampling["samples"],
         "warmup_requests": warmup,
         "warmup_time_s": warmup_time_s,
+        **_compile_columns(variant, graphs_before),
         **prepared,
     }
     changed = {name: data for name, data in kept.items() if (files or {}).get(name) != data}

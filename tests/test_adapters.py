@@ -27,6 +27,7 @@ CONTRACT_CASES = {
     "early_exit": {"tau": 0.5, "min_layers": 1},
     "entropy_switch": {"small_layers": 2, "window": 2, "min_dwell": 2},
     "speculative": {"draft": "depth_subnet", "draft_layers": 2, "num_draft_tokens": 3},
+    "swireasoning": {"window": 2, "max_switch_count": 1, "answer_cue": " ANS{", "max_answer_tokens": 8},
 }
 
 

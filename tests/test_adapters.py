@@ -98,6 +98,7 @@ def test_budget_forcing_caps_output_and_injects_cue():
             "reasoning_tokens": 5.0,
             "answer_tokens": float(capped.output_tokens - 5),
             "budget_forced": 1.0,
+            "reasoning_skipped": 0.0,
         }
 
 
@@ -181,7 +182,8 @@ def test_no_thinking_prefills_the_empty_block_and_generates_no_reasoning():
     assert block[0] == fmt.open_id and block[3] == fmt.close_id  # real think tokens, not their characters
     out = generate(base.model, tok, [ids], settings, nothink.policy_factory())[0]
     assert fmt.open_id not in out.token_ids  # the model did not reopen its reasoning
-    assert out.counters == {"reasoning_tokens": 0.0, "answer_tokens": float(out.output_tokens), "budget_forced": 0.0}
+    assert out.counters == {"reasoning_tokens": 0.0, "answer_tokens": float(out.output_tokens), "budget_forced": 0.0,
+                            "reasoning_skipped": 0.0}  # prefilled: the model did not choose to skip
     # the High mode on the same question: its system prompt, no prefill, and it does reason
     high_text, high_ids = _prompt_ids(high)
     assert high_text.startswith("[system]Reasoning effort: high.") and "<think>" not in high_text
@@ -201,7 +203,18 @@ def test_think_format_ends_reasoning_at_the_models_own_close_token():
     plan = BudgetPlan(reasoning_budget=8, max_tokens=12, end_ids=[0], close_id=free.token_ids[k])
     out = generate(base.model, tok, prompt, GenerationSettings(12, eos_token_ids=[]), BudgetPolicy(plan, tok))[0]
     assert out.token_ids == free.token_ids
-    assert out.counters == {"reasoning_tokens": float(k), "answer_tokens": float(12 - k), "budget_forced": 0.0}
+    assert out.counters == {"reasoning_tokens": float(k), "answer_tokens": float(12 - k), "budget_forced": 0.0,
+                            "reasoning_skipped": 0.0}
+
+
+def test_a_think_block_closed_at_once_counts_as_skipped_thinking():
+    base = TinyBase(seed=3)
+    tok = base.tokenizer
+    prompt = [tok("q", add_special_tokens=False)["input_ids"]]
+    free = generate(base.model, tok, prompt, GenerationSettings(12, eos_token_ids=[]))[0]
+    plan = BudgetPlan(reasoning_budget=8, max_tokens=12, end_ids=[0], close_id=free.token_ids[0])
+    out = generate(base.model, tok, prompt, GenerationSettings(12, eos_token_ids=[]), BudgetPolicy(plan, tok))[0]
+    assert out.counters["reasoning_tokens"] == 0.0 and out.counters["reasoning_skipped"] == 1.0
 
 
 def test_plain_no_thinking_forces_the_cue_first():

@@ -29,7 +29,11 @@ Counters per request (``reasoning_tokens + answer_tokens == output_tokens``):
 without ending its reasoning); ``answer_tokens`` — the rest, from the end-of-reasoning marker
 (``</think>`` or the cue) on, marker included; ``budget_forced`` — 1 when the budget ran out and
 the end was forced (its cell mean is the share of requests whose reasoning was truncated; the
-cell's ``truncation_rate`` is the share that hit the token cap). The task's cap still applies.
+cell's ``truncation_rate`` is the share that hit the token cap); ``reasoning_skipped`` — 1 when
+the model itself closed its thinking block with nothing but whitespace inside (AdaptThink's
+NoThinking response; its cell mean is the share of responses that skip thinking), always 0 for
+plain-text models (no think tokens) and for a prefilled ``no_thinking`` block (the model did not
+choose it). The task's cap still applies.
 """
 
 from __future__ import annotations
@@ -206,6 +210,7 @@ class BudgetPolicy(DecodePolicy):
         self.reasoning: dict[int, int] = {}
         self.forced_end: set[int] = set()
         self.box_from: dict[int, int] = {}  # row → index of the first token inside the opened box
+        self.skipped: set[int] = set()  # rows that closed their thinking block with only whitespace in it
 
     def begin(self, rows: list[RowState]) -> None:
         plan = self.plan
@@ -223,6 +228,8 @@ class BudgetPolicy(DecodePolicy):
         if not self.answering[i]:
             if plan.close_id is not None and token == plan.close_id:
                 self.answering[i] = True  # the model ended its reasoning: the marker opens the answer
+                if not self.tokenizer.decode(row.token_ids[:-1], skip_special_tokens=True).strip():
+                    self.skipped.add(i)
                 return
             self.reasoning[i] += 1
             if plan.reasoning_budget is not None and i not in self.forced_end and self.reasoning[i] >= plan.reasoning_budget:
@@ -245,6 +252,7 @@ class BudgetPolicy(DecodePolicy):
         row.counters["reasoning_tokens"] = float(reasoning)
         row.counters["answer_tokens"] = float(n - reasoning)
         row.counters["budget_forced"] = float(row.index in self.forced_end)
+        row.counters["reasoning_skipped"] = float(row.index in self.skipped)
 
 
 @register_adapter("think_budget")
@@ -256,6 +264,7 @@ class ThinkBudget(Adapter):
         "reasoning_tokens": "tokens generated while reasoning (all, when the model never ended its reasoning)",
         "answer_tokens": "tokens from the end of reasoning on (</think> or the answer cue included)",
         "budget_forced": "1 when the reasoning budget ran out and the end of reasoning was forced",
+        "reasoning_skipped": "1 when the model closed its thinking block itself with only whitespace inside",
     }
     kept_files = (CACHE_FILE,)
 

@@ -58,9 +58,13 @@ def graphs_compiled() -> int:
 
 
 def use_disk_cache() -> str:
-    """Point inductor's caches at ``$HARNESS_CACHE_DIR/inductor`` (default
-    ``~/.cache/harness/inductor``) unless ``TORCHINDUCTOR_CACHE_DIR`` is set; returns the folder."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    """Point inductor's on-disk caches at ``$HARNESS_CACHE_DIR/inductor`` (default
+    ``~/.cache/harness/inductor``, kept between runs, unlike inductor's default under ``/tmp``)
+    unless the user chose a ``TORCHINDUCTOR_CACHE_DIR``; returns the folder."""
+    from torch._inductor.runtime.runtime_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):  # inductor's own default
         root = Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]

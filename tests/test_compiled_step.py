@@ -148,3 +148,15 @@ def test_compile_setting_is_part_of_the_variant_identity_only_when_set():
     assert len({unset.cell_hash, off.cell_hash, on.cell_hash}) == 3
     assert len({unset.params_hash, off.params_hash, on.params_hash}) == 3
     assert h_unset != h_on
+
+
+def test_inductor_cache_goes_under_the_harness_cache_unless_the_user_chose_one(monkeypatch, tmp_path):
+    from torch._inductor.runtime.runtime_utils import default_cache_dir
+
+    from harness.compiled_step import use_disk_cache
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what inductor sets on first use
+    assert use_disk_cache() == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_disk_cache() == str(tmp_path / "mine")

@@ -47,8 +47,9 @@ def _run(base, params=None, cap=len(SCRIPT)):
         policy = _scripted(DecodePolicy, tok)()
     else:
         adapter = ADAPTERS.get("thought_penalty")(params)
-        inner = adapter.make_policy(tok)
-        policy = _scripted(type(inner), tok).__new__(_scripted(type(inner), tok))
+        inner = adapter.make_policy(tok)  # the adapter's own policy, its class given the scripted model
+        cls = _scripted(type(inner), tok)
+        policy = cls.__new__(cls)
         policy.__dict__.update(inner.__dict__)
     return generate(base.model, tok, ids, GenerationSettings(cap, eos_token_ids=[]), policy, batch_size=1)
 

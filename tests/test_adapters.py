@@ -28,6 +28,8 @@ CONTRACT_CASES = {
     "entropy_switch": {"small_layers": 2, "window": 2, "min_dwell": 2},
     "speculative": {"draft": "depth_subnet", "draft_layers": 2, "num_draft_tokens": 3},
     "swireasoning": {"window": 2, "max_switch_count": 1, "answer_cue": " ANS{", "max_answer_tokens": 8},
+    "steering": {"alpha": 0.2, "layer": 1, "width": 2, "calibration_docs": 4, "calibration_tokens": 4},
+    "thought_penalty": {"alpha": 3.0, "beta": 8},
 }
 
 
@@ -42,7 +44,10 @@ def test_contract_wrap_generate_counters_and_base_untouched(name):
     adapter_cls = ADAPTERS.get(name)
     assert adapter_cls.name == name
     assert adapter_cls.arxiv is None or adapter_cls.paper, "a cited adapter names its paper"
-    variant = adapter_cls(CONTRACT_CASES[name]).wrap(base, batch_size=2, max_new_tokens=16)
+    adapter = adapter_cls(CONTRACT_CASES[name])
+    if adapter.needs_preparation():  # a calibration on held-out docs first (steering's direction)
+        adapter.prepare(base, ToySpec, TOY_DOCS, CellContext(limit=8, batch_size=2, max_new_tokens=16, files={}))
+    variant = adapter.wrap(base, batch_size=2, max_new_tokens=16)
     texts = ["abc", "hello there"] if adapter_cls.batchable else ["hello there"]
     prompts = [base.tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
     results = generate(

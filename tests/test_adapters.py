@@ -23,6 +23,8 @@ CONTRACT_CASES = {
     "baseline": {},
     "think_budget": {"max_reasoning_tokens": 4, "max_answer_tokens": 40},
     "int8": {"mode": "weight_only"},
+    "int4": {"group_size": 32},
+    "kv_pool": {"num_kv_heads": 1},
     "depth_subnet": {"layers": 2},
     "early_exit": {"tau": 0.5, "min_layers": 1},
     "entropy_switch": {"small_layers": 2, "window": 2, "min_dwell": 2},

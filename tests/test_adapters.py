@@ -25,6 +25,7 @@ CONTRACT_CASES = {
     "int8": {"mode": "weight_only"},
     "int4": {"group_size": 32},
     "kv_pool": {"num_kv_heads": 1},
+    "difficulty_router": {"force": "hard", "easy_tokens": 4, "normal_tokens": 6, "hard_tokens": 8},
     "depth_subnet": {"layers": 2},
     "early_exit": {"tau": 0.5, "min_layers": 1},
     "entropy_switch": {"small_layers": 2, "window": 2, "min_dwell": 2},

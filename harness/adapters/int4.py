@@ -18,7 +18,15 @@ Every decoder linear must be quantized: a ``group_size`` that does not divide a 
 features is an error (torchao would silently skip that linear). The tied token embedding / LM
 head stays in full precision, as in ``int8``. Quantization is applied to a deep copy, so the
 shared base stays intact. ``param_bytes`` counts the packed int4 weights with their scales and
-zero points (the serialized tensor subclasses): on the tiny test model it is below ``int8``'s.
+zero points (the serialized tensor subclasses), below ``int8``'s.
+
+Measured on the embedded SmolLM2-135M (fp32, CPU; greedy top-1 agreement with the base,
+teacher-forced on the base's own 128-token greedy answers to 3 prompts = 384 tokens):
+``group_size`` 64: 73.7 %, 180.2 MB; ``group_size`` 32: 100 %, 193.5 MB (the embedded weights
+come from a Q4_1 GGUF, itself asymmetric int4 in groups of 32, so this grid re-encodes them
+exactly); ``int8``: 96.1 %, 220.8 MB; fp32 base 538.1 MB (the full-precision tied embedding is
+113 MB of each). On this CPU torchao's int4 kernel is much slower than the fp32 matmul (int4 is
+a memory saving here, not a speed-up).
 
 Requires ``torchao`` (a core dependency).
 """

@@ -19,6 +19,12 @@ new ``k_proj`` / ``v_proj``; the base is untouched. The KV cache shrinks by ``n_
 num_kv_heads`` (:func:`kv_cache_bytes` measures it on a real ``DynamicCache``), and ``param_bytes``
 by the dropped K/V rows.
 
+Measured on the embedded SmolLM2-135M (9 query heads, 3 KV heads; fp32, CPU; greedy top-1
+agreement with the base, teacher-forced on the base's own 128-token greedy answers to 3 prompts =
+384 tokens): ``num_kv_heads`` 3 = the base (100 %, same cache); ``num_kv_heads`` 1 (MQA): 2.3 %
+agreement (the model's output collapses without uptraining), KV cache after a 197-token prefill
+9,077,760 → 3,025,920 bytes (3x smaller), weights 538.1 → 520.4 MB.
+
 Counter per request: ``kv_heads`` (= ``num_kv_heads``).
 """
 

@@ -103,9 +103,10 @@ def run_suite(
     pending = [c for c in cells if force or c.cell_hash not in done]
     skipped = len(cells) - len(pending)
     if pending:  # nothing is written for a run that fails its checks
-        check_device(device_setting)
+        resolved = check_device(device_setting)
         for kind in sorted({c.kind for c in pending}):
             KINDS.get(kind)().check_inputs([c for c in pending if c.kind == kind])
+            KINDS.get(kind)().check_device([c for c in pending if c.kind == kind], resolved)
     if not store.read_run_json():
         store.write_run_json({
             "suite": suite.name,

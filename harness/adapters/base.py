@@ -90,6 +90,13 @@ class Adapter:
         Called at suite validation, before anything loads. Default: nothing to check.
         """
 
+    def check_device(self, device: str, dtype: str) -> None:
+        """Reject a resolved device (``cpu`` / ``cuda[:N]``) and dtype (``fp32`` / ``bf16`` /
+        ``fp16``) the technique cannot run on (``ValueError``, one line; e.g. ``int4`` without an
+        int4 kernel there). Called by ``harness run`` once the device is resolved, before any model
+        loads. Default: runs anywhere.
+        """
+
     def prepare(self, base, spec, docs: list[dict], context: CellContext) -> dict[str, Any]:
         """Work the variant needs from the cell's task before :meth:`wrap` (e.g. a calibration on
         docs held out from evaluation). The cell runner calls it outside the telemetry window.

@@ -183,6 +183,10 @@ class CellKind:
         """Before any model loads: fail on data or tools the cells need and cannot have
         (``DataError`` or ``SuiteError`` with a one-line message)."""
 
+    def check_device(self, cells: list[Cell], device: str) -> None:
+        """Before any model loads, once the run's device is resolved (``cpu`` / ``cuda[:N]``):
+        fail on cells that cannot run there (``SuiteError``, one line). Default: nothing."""
+
     def load_base(self, ref: str, dtype: str, device: str):
         """The base shared by a group of cells: an object with ``model`` (torch module),
         ``canonical_id`` and ``load_time_s`` (``chat_template_hash`` optional)."""

@@ -103,6 +103,22 @@ class EvalKind(CellKind):
         for task in sorted({c.task for c in cells}):
             get_task(task).load_docs()
 
+    def check_device(self, cells: list[Cell], device: str) -> None:
+        """Each distinct variant's :meth:`harness.adapters.base.Adapter.check_device` on ``device``
+        at its dtype (``SuiteError`` naming the variant)."""
+        from harness.adapters import ADAPTERS
+
+        seen = set()
+        for cell in cells:
+            key = (cell.variant.name, cell.variant.dtype)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                ADAPTERS.get(cell.variant.adapter)(cell.params).check_device(device, cell.variant.dtype)
+            except ValueError as exc:
+                raise SuiteError(f"variant {cell.variant.name!r} on {device}: {exc}") from None
+
     def data_files(self, cells: list[Cell]) -> list[str]:
         from harness.tasks import get_task
 

@@ -3,7 +3,9 @@
 with nothing to run. A change that must alter a cell's meaning bumps ``CELL_FORMAT`` (or the
 task's ``version``, which is part of its cells' identity) and re-records the fixture, saying why.
 Re-recorded for issue 16 (graders: gsm8k 1.0 → 1.1, math500 1.0 → 1.1): every cell of smoke,
-reasoning, reasoning-full and reasoning-gpu changed; no suite hash changed."""
+reasoning, reasoning-full and reasoning-gpu changed; no suite hash changed.
+Re-recorded for issue 18 (adapters wave 2): reasoning-full and reasoning-gpu gained variants (their
+suite hashes changed, every earlier cell hash is kept), reasoning-checkpoints is new."""
 
 from __future__ import annotations
 

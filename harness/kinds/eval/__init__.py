@@ -31,9 +31,9 @@ class EvalKind(CellKind):
 
         adapters = [adapter_instance(v.adapter, v.params, source, f"variants[{i}]") for i, v in enumerate(suite.variants)]
         check_unique(
-            [(v.name, [v.adapter, a.params.model_dump(mode="json"), v.dtype, v.batch_size])
+            [(v.name, [v.adapter, a.params.model_dump(mode="json"), v.dtype, v.batch_size, bool(v.compile)])
              for v, a in zip(suite.variants, adapters)],
-            source, "variants", "adapter, params, dtype and batch size",
+            source, "variants", "adapter, params, dtype, batch size and compile",
         )
         check_models(suite.models, source, "models")
         for i, adapter in enumerate(adapters):

@@ -14,3 +14,5 @@ fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader || true
 python3 benchmarks/gpu_check.py --out "$OUT" "$@"
+# the decode loop against generate (issue 17): harness eager / compiled (CUDA graphs) / generate, batch 1 and 32
+python3 benchmarks/gpu_decode_speed.py --out "$OUT"

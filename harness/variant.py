@@ -209,7 +209,8 @@ class GenerationVariant(LM):
         settings = GenerationSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos_ids(self.model, self.tokenizer))
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         began = monotonic_s()
-        if self.compiled is not None:
+        if self.compiled is not None and type(self.policy_factory()).forward is DecodePolicy.forward:
+            # (a technique that replaces the forward decodes eagerly: nothing to compile for it)
             lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in measured or prompts]
             self.compiled.plan(lengths + [len(e) for e in encoded], self.max_new_tokens)
             n = max(requests, 1)
@@ -226,7 +227,7 @@ class GenerationVariant(LM):
         batch when the technique's policy keeps per-row state (``DecodePolicy.continuous``), else
         static batches of ``batch_size``, each with a fresh policy."""
         policy = self.policy_factory()
-        step = n if policy.continuous else self.batch_size
+        step = max(n if policy.continuous else self.batch_size, 1)
         for start in range(0, n, step):
             yield start, min(start + step, n), policy if start == 0 else self.policy_factory()
 

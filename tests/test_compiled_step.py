@@ -124,7 +124,7 @@ def test_variant_warmup_compiles_every_shape_of_the_cell(tiny):
     variant = ADAPTERS.get("baseline")({}).wrap(base, batch_size=8, max_new_tokens=6)
     variant.compiled = CompiledStep(variant.model)
     texts = TEXTS[:3] * 3  # 9 requests at batch 8: batches of 8 and 1
-    variant.warmup(texts[:1], 2, measured=texts, requests=len(texts))
+    variant.warmup([], 2, measured=texts, requests=len(texts))  # a suite with warmup: 0 still compiles
     assert variant.compiled.compiled_steps == 0  # the warm-up's steps are not the cell's
     before = _graphs_compiled()
     requests = [Instance("generate_until", doc={}, arguments=(t, {"until": [], "max_gen_toks": 6}), idx=0,
@@ -160,3 +160,12 @@ def test_inductor_cache_goes_under_the_harness_cache_unless_the_user_chose_one(m
     assert use_disk_cache() == str(tmp_path / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     assert use_disk_cache() == str(tmp_path / "mine")
+
+
+def test_a_technique_with_its_own_forward_compiles_nothing_in_the_warm_up():
+    base = TinyBase(seed=7, layers=2)
+    variant = ADAPTERS.get("early_exit")({"tau": 0.5, "min_layers": 1}).wrap(base, max_new_tokens=6)
+    variant.compiled = CompiledStep(variant.model)
+    before = graphs_compiled()
+    variant.warmup([], 2, measured=["abc"], requests=1)
+    assert graphs_compiled() == before and variant.compiled.cache_len == 0

@@ -45,12 +45,24 @@ def _kl(ref_logits, logits):
     return (p.exp() * (p - q)).sum(-1).mean().item()
 
 
-def _assert_base_clean(base, layers_before, state_before):
+HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs")
+
+
+def _hooks(base) -> dict:
+    """Every hook on the base's modules (``transformers`` installs output-capturing hooks of its own
+    the first time a model is asked for hidden states; a shared model may carry them already)."""
+    return {(name, kind): list(getattr(module, kind, {}).values())
+            for name, module in base.model.named_modules() for kind in HOOKS}
+
+
+def _assert_base_clean(base, layers_before, state_before, hooks_before=None):
     assert list(base.model.model.layers) == layers_before  # the very same layer objects
     assert not any(isinstance(m, SteeredLayer) for m in base.model.modules())
-    for module in base.model.modules():
-        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs"):
-            assert not getattr(module, hooks, {}), f"{type(module).__name__}.{hooks} left on the base"
+    if hooks_before is None:  # a fresh model: no hook at all
+        for (name, kind), hooks in _hooks(base).items():
+            assert not hooks, f"{name}.{kind} left on the base"
+    else:  # a shared model: exactly the hooks it had before the cell
+        assert _hooks(base) == hooks_before
     after = base.model.state_dict()
     assert all(torch.equal(state_before[k], after[k]) for k in state_before)
 
@@ -141,6 +153,7 @@ def test_embedded_kl_grows_with_alpha_on_held_out_gsm8k(embedded, data_dir):
     tok = embedded.tokenizer
     layers = list(embedded.model.model.layers)
     state = {k: v.clone() for k, v in embedded.model.state_dict().items()}
+    hooks = _hooks(embedded)  # the session's shared model: other tests' forwards may have left transformers' own
     text = tok.apply_chat_template([{"role": "user", "content": spec.prompt(docs[0])}], tokenize=False,
                                    add_generation_prompt=True)
     x = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
@@ -155,4 +168,4 @@ def test_embedded_kl_grows_with_alpha_on_held_out_gsm8k(embedded, data_dir):
             kl[alpha] = _kl(ref, adapter.wrap(embedded).model(x).logits[:, -1])
     assert kl[0.0] == 0.0
     assert 0 < kl[0.1] < kl[0.2] and 0 < kl[-0.1] < kl[-0.2]
-    _assert_base_clean(embedded, layers, state)
+    _assert_base_clean(embedded, layers, state, hooks)

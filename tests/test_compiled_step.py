@@ -6,6 +6,8 @@ compile, and a policy that replaces the forward runs eager and says so."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from lm_eval.api.instance import Instance
@@ -169,3 +171,17 @@ def test_a_technique_with_its_own_forward_compiles_nothing_in_the_warm_up():
     before = graphs_compiled()
     variant.warmup([], 2, measured=["abc"], requests=1)
     assert graphs_compiled() == before and variant.compiled.cache_len == 0
+
+
+def test_agents_sections_refuse_the_compile_setting(monkeypatch):
+    import yaml
+
+    from harness.config.errors import SuiteError
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    data = yaml.safe_load((root / "suites" / "agentic.yaml").read_text())
+    S.parse(data, "agentic.yaml")  # as shipped: valid
+    data["agents"]["variants"][0]["compile"] = True
+    with pytest.raises(SuiteError, match="compile: the compiled decode step is for evaluation"):
+        S.parse(data, "agentic.yaml")

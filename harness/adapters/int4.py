@@ -49,7 +49,8 @@ CUDA_LAYOUT = "tile_packed_to_4d"
 
 class Int4Params(AdapterParams):
     group_size: Literal[32, 64, 128, 256] = Field(
-        128, description="input features per scale/zero-point group (must divide every decoder linear's input features)"
+        64, description="input features per scale/zero-point group (must divide every decoder linear's input "
+        "features: 128 and 256 do not divide the embedded model's 576)"
     )
 
 

@@ -75,6 +75,9 @@ class AgentKind(AgentRunner, CellKind):
         keys = []
         for i, variant in enumerate(section.variants):
             adapter = adapter_instance(variant.adapter, variant.params, source, f"{where}.variants[{i}]")
+            if getattr(variant, "compile", None) is not None:
+                raise SuiteError(f"{source}: {where}.variants[{i}].compile: the compiled decode step is for "
+                                 "evaluation (top-level variants) only; a served variant decodes eagerly")
             try:
                 adapter.check(section.defaults.max_tokens)
                 check_servable(adapter)

@@ -155,16 +155,6 @@ class EntropyPolicy(DecodePolicy):
         row.counters["trace_entropy_mean"] = self.sums.get(row.index, 0.0) / n if n else 0.0
 
 
-def _read_cache(files: dict[str, bytes] | None) -> dict[str, Any]:
-    data = (files or {}).get(CACHE_FILE)
-    if not data:
-        return {}
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}  # a damaged cache is only a cache: measure again
-
-
 def label_problems(solved: dict[str, list[bool]], entropy: list[float]) -> tuple[list[str], float]:
     """Each problem's label from which strategies solved it (``solved[class][i]``; a strategy not
     run on a problem counts as unsolved) and its Normal trace entropy; and the entropy median."""
@@ -188,7 +178,7 @@ def calibrate(base, spec, docs: list[dict], context, n_docs: int, strategies: di
     Raises:
         ValueError: the evaluated docs would overlap the calibration slice.
     """
-    from harness.adapters.think_calibration import calibration_slice
+    from harness.adapters.think_calibration import calibration_slice, read_kept_json
     from harness.core.hashing import stable_hash
     from harness.variant import sample_seed
 
@@ -199,7 +189,7 @@ def calibrate(base, spec, docs: list[dict], context, n_docs: int, strategies: di
         "slice": [start, stop], "max_new_tokens": context.max_new_tokens, "batch_size": context.batch_size,
         "strategies": {c: asdict(s) for c, s in strategies.items()},
     })
-    cached = _read_cache(context.files).get(key)
+    cached = read_kept_json(context.files, CACHE_FILE).get(key)
     if cached is not None:
         return cached, 0.0
 
@@ -237,7 +227,7 @@ def calibrate(base, spec, docs: list[dict], context, n_docs: int, strategies: di
         "cv_accuracy": cross_validated_accuracy(features, labels), "measured_time_s": monotonic_s() - began,
     }
     if context.files is not None:
-        entries = _read_cache(context.files)
+        entries = read_kept_json(context.files, CACHE_FILE)
         entries[key] = calibration
         context.files[CACHE_FILE] = json.dumps(entries, sort_keys=True).encode()
     return calibration, calibration["measured_time_s"]

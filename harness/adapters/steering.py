@@ -214,16 +214,6 @@ def measure_direction(model, tok, prompts: list[list[int]], layer: int, tokens: 
     return sums[0], counts[0], sums[1], counts[1], norm_sum
 
 
-def _read_cache(files: dict[str, bytes] | None) -> dict[str, Any]:
-    data = (files or {}).get(CACHE_FILE)
-    if not data:
-        return {}
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}  # a damaged cache is only a cache: measure again
-
-
 def calibrate_direction(base, spec, docs, context: CellContext, params: SteeringParams) -> tuple[SteeringCalibration, float]:
     """Measure (or reuse from ``context.files``) the steering direction on the held-out slice.
 
@@ -234,7 +224,7 @@ def calibrate_direction(base, spec, docs, context: CellContext, params: Steering
         ValueError: the evaluated docs would overlap the calibration slice, or the steered layers
             exceed the model's depth.
     """
-    from harness.adapters.think_calibration import calibration_slice
+    from harness.adapters.think_calibration import calibration_slice, read_kept_json
     from harness.core.hashing import stable_hash
     from harness.telemetry.clock import monotonic_s
 
@@ -255,7 +245,7 @@ def calibrate_direction(base, spec, docs, context: CellContext, params: Steering
             "instructions": [CONCISE_INSTRUCTION, VERBOSE_INSTRUCTION],
         }
     )
-    cached = _read_cache(context.files).get(key)
+    cached = read_kept_json(context.files, CACHE_FILE).get(key)
     if cached is not None:
         return SteeringCalibration(**cached), 0.0
     began = monotonic_s()
@@ -282,7 +272,7 @@ def calibrate_direction(base, spec, docs, context: CellContext, params: Steering
         measured_time_s=spent_s,
     )
     if context.files is not None:
-        entries = _read_cache(context.files)
+        entries = read_kept_json(context.files, CACHE_FILE)
         entries[key] = asdict(calibration)
         context.files[CACHE_FILE] = json.dumps(entries, sort_keys=True).encode()
     return calibration, spent_s

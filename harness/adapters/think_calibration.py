@@ -87,14 +87,16 @@ class HighCalibration:
         return {**asdict(self), "n": self.n, "slice": f"docs[{self.doc_start}:{self.doc_stop}]"}
 
 
-def _read_cache(files: dict[str, bytes] | None) -> dict[str, Any]:
-    data = (files or {}).get(CACHE_FILE)
+def read_kept_json(files: dict[str, bytes] | None, name: str) -> dict[str, Any]:
+    """The JSON mapping an adapter kept in the run directory as ``name`` (``CellContext.files``);
+    ``{}`` when absent or damaged (a damaged cache is only a cache: measure again)."""
+    data = (files or {}).get(name)
     if not data:
         return {}
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        return {}  # a damaged cache is only a cache: measure again
+        return {}
 
 
 def calibrate_high(
@@ -147,7 +149,7 @@ def calibrate_high(
             **key_extra,
         }
     )
-    cached = _read_cache(context.files).get(key)
+    cached = read_kept_json(context.files, CACHE_FILE).get(key)
     if cached is not None:
         return HighCalibration(**cached), 0.0
 
@@ -176,7 +178,7 @@ def calibrate_high(
         measured_time_s=spent_s,
     )
     if context.files is not None:
-        entries = _read_cache(context.files)
+        entries = read_kept_json(context.files, CACHE_FILE)
         entries[key] = asdict(calibration)
         context.files[CACHE_FILE] = json.dumps(entries, indent=1, sort_keys=True).encode()
     return calibration, spent_s
